@@ -1,0 +1,31 @@
+"""Shared pytest fixtures.
+
+External tools built by `.ci/install-tools` live in `$OVPN_TOOLS_DIR/bin` (default `~/.cache/ovpn-tools/bin`).
+Integration tests ask for them through `tool_path` or the fixtures below, and skip with a clear reason when a
+tool is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def tools_bin_dir() -> Path:
+    return Path(os.environ.get("OVPN_TOOLS_DIR", "~/.cache/ovpn-tools")).expanduser() / "bin"
+
+
+def tool_path(name: str) -> Path:
+    """The path of a tool installed by `.ci/install-tools`, or skip the test if it is not there."""
+    path = tools_bin_dir() / name
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.skip(f"{name} not found at {path}; run .ci/install-tools to enable this integration test")
+    return path
+
+
+@pytest.fixture
+def xray_binary() -> Path:
+    """The Xray binary from `.ci/install-tools` (the test is skipped when it is missing)."""
+    return tool_path("xray")
