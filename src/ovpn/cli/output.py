@@ -1,0 +1,32 @@
+"""Printing: JSON for machines, tables and lines for people. Heavy imports stay inside functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for header in headers:
+        t.add_column(header, overflow="fold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    Console(soft_wrap=False).print(t)
+
+
+def warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+

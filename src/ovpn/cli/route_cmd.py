@@ -1,0 +1,35 @@
+"""`ovpn route explain`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ovpn.cli.output import emit_json
+
+
+@click.group()
+def route() -> None:
+    """How a proxy routes destinations."""
+
+
+@route.command("explain")
+@click.option("--server", "server_name", required=True, help="A proxy server.")
+@click.argument("destination")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def explain(ctx: Any, server_name: str, destination: str, as_json: bool) -> None:
+    """Say whether DESTINATION (domain or IP) exits directly or goes to the foreign pool, and why."""
+    from ovpn.ops.route import explain as do_explain
+
+    result = do_explain(ctx.app, server_name, destination)
+    if as_json:
+        emit_json(result.__dict__)
+        return
+    click.echo(f"{result.destination}: {result.outbound}")
+    if result.rule:
+        click.echo(f"  rule:    {result.rule} (matched {result.matcher})")
+    else:
+        click.echo("  rule:    none of the preset's rules matched, so it is treated as foreign")
+    click.echo(f"  meaning: {result.meaning}")

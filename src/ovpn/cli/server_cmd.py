@@ -1,0 +1,231 @@
+"""`ovpn server ...`: server records and backend pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ovpn.cli.output import emit_json, table, warn
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _public(server: Any, reveal: bool = False) -> dict[str, Any]:
+    """A server as JSON; the private key only when asked for."""
+    doc = {
+        "name": server.name,
+        "role": server.role,
+        "proxy_preset": server.proxy_preset,
+        "host": server.host,
+        "domain": server.domain,
+        "port": server.port,
+        "ssh_user": server.ssh_user,
+        "ssh_port": server.ssh_port,
+        "ssh_identity": server.ssh_identity,
+        "xray_version": server.xray_version,
+        "reality_public_key": server.reality_public_key,
+        "reality_short_id": server.reality_short_id,
+        "reality_server_name": server.reality_server_name,
+        "reality_target": server.reality_target,
+        "relay_uuid": server.relay_uuid,
+        "relay_short_id": server.relay_short_id,
+        "images": dict(server.images),
+    }
+    if reveal:
+        doc["reality_private_key"] = server.reality_private_key
+    return doc
+
+
+@click.group()
+def server() -> None:
+    """Servers (vpn exits and proxy entry points) and their backend pools."""
+
+
+@server.command("add")
+@click.option("--name", required=True, help="Server name: lower-case letters, digits, '-'.")
+@click.option("--role", required=True, help="vpn (foreign exit) or proxy (HA entry point).")
+@click.option("--proxy-preset", help="Proxy preset (proxies only; default ru).")
+@click.option("--host", required=True, help="IP address or DNS name that ovpn and HAProxy connect to.")
+@click.option("--domain", help="Public domain in client links (default: --host).")
+@click.option("--port", type=int, default=443, show_default=True, help="Public VLESS + REALITY port.")
+@click.option("--ssh-user", default="root", show_default=True)
+@click.option("--ssh-port", type=int, default=22, show_default=True)
+@click.option("--ssh-identity", help="SSH private key file (default: your SSH config and agent).")
+@click.option("--reality-private-key", help="X25519 private key (generated when omitted).")
+@click.option("--reality-public-key", help="Must match the private key (derived when omitted).")
+@click.option("--reality-short-id", help="Even-length hex, up to 16 characters (generated when omitted).")
+@click.option("--reality-server-name", default="www.microsoft.com", show_default=True, help="REALITY SNI.")
+@click.option("--reality-target", help="REALITY target host:port (default: SERVER_NAME:443).")
+@click.option("--xray-version", default="26.7.28", show_default=True, help="Pinned Xray-core release.")
+@click.option("--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image (repeatable).")
+@json_option
+@click.pass_obj
+def add(ctx: Any, as_json: bool, **options: Any) -> None:
+    """Register a server in local state (touches no host)."""
+    from ovpn.ops.servers import ServerSpec, add_server
+
+    options["images"] = tuple(options["images"])
+    created = add_server(ctx.app, ServerSpec(**options))
+    if as_json:
+        emit_json(_public(created))
+        return
+    click.echo(f"added {created.role} server {created.name}")
+    if created.proxy_preset:
+        click.echo(f"  proxy preset:      {created.proxy_preset}")
+    click.echo(f"  REALITY public key: {created.reality_public_key}")
+    click.echo(f"  REALITY short id:   {created.reality_short_id}")
+
+
+@server.command("list")
+@json_option
+@click.pass_obj
+def list_(ctx: Any, as_json: bool) -> None:
+    """List servers."""
+    with ctx.app.reading() as repo:
+        servers = repo.servers()
+        attachments = repo.attachments()
+    if as_json:
+        emit_json([_public(s) for s in servers])
+        return
+    pools: dict[str, list[str]] = {}
+    for a in attachments:
+        pools.setdefault(a.proxy, []).append(a.backend)
+        pools.setdefault(a.backend, []).append(a.proxy)
+    rows = [
+        (s.name, s.role, s.proxy_preset or "", s.host, s.domain, s.port, ", ".join(pools.get(s.name, [])), s.xray_version)
+        for s in servers
+    ]
+    table(["Name", "Role", "Preset", "Host", "Domain", "Port", "Backends / proxies", "Xray"], rows)
+
+
+@server.command("show")
+@click.argument("name")
+@click.option("--reveal-secrets", is_flag=True, help="Include the REALITY private key.")
+@json_option
+@click.pass_obj
+def show(ctx: Any, name: str, reveal_secrets: bool, as_json: bool) -> None:
+    """Show one server."""
+    with ctx.app.reading() as repo:
+        found = repo.server(name)
+        doc = _public(found, reveal_secrets)
+        doc["backends"] = [
+            {"name": a.backend, "priority": a.priority} for a in repo.attachments(name)
+        ] if found.is_proxy else None
+        doc["attached_to"] = repo.proxies_of(name)
+    if as_json:
+        emit_json(doc)
+        return
+    for key, value in doc.items():
+        if isinstance(value, list):
+            value = ", ".join(v["name"] if isinstance(v, dict) else str(v) for v in value)
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key:22} {'' if value is None else value}")
+
+
+@server.command("set")
+@click.argument("name")
+@click.option("--host")
+@click.option("--domain")
+@click.option("--port", type=int)
+@click.option("--ssh-user")
+@click.option("--ssh-port", type=int)
+@click.option("--ssh-identity")
+@click.option("--proxy-preset")
+@click.option("--reality-private-key", help="New key pair (changes this server's links).")
+@click.option("--reality-public-key")
+@click.option("--reality-short-id", help="New short id (changes this server's links).")
+@click.option("--reality-server-name")
+@click.option("--reality-target")
+@click.option("--xray-version")
+@click.option("--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override (SERVICE= removes).")
+@json_option
+@click.pass_obj
+def set_(ctx: Any, name: str, as_json: bool, **options: Any) -> None:
+    """Change fields of a server (deploy afterwards)."""
+    from ovpn.errors import OvpnError
+    from ovpn.ops.servers import set_server
+
+    changes = {k: v for k, v in options.items() if v not in (None, ())}
+    if not changes:
+        raise OvpnError("nothing to change", "pass at least one option, see `ovpn server set --help`")
+    updated = set_server(ctx.app, name, changes)
+    if as_json:
+        emit_json(_public(updated))
+        return
+    click.echo(f"updated {name}: {', '.join(sorted(changes))}")
+    if {"reality_private_key", "reality_short_id", "reality_server_name", "domain", "port"} & changes.keys():
+        warn(f"links to {name} changed: hand out new ones with `ovpn user link --server {name}` after deploying")
+
+
+@server.command("remove")
+@click.argument("name")
+@click.pass_obj
+def remove(ctx: Any, name: str) -> None:
+    """Remove a server from local state (refused while it has attachments)."""
+    from ovpn.ops.servers import remove_server
+
+    remove_server(ctx.app, name)
+    click.echo(f"removed {name}")
+
+
+@server.group()
+def backend() -> None:
+    """Backend pools of proxy servers."""
+
+
+@backend.command("attach")
+@click.option("--proxy", "proxy_name", required=True)
+@click.option("--backend", "backend_name", required=True)
+@click.option("--priority", type=int, default=100, show_default=True, help="Lower is preferred; the rest are backups.")
+@json_option
+@click.pass_obj
+def attach(ctx: Any, proxy_name: str, backend_name: str, priority: int, as_json: bool) -> None:
+    """Attach a vpn server to a proxy's pool (provisions the relay identity once)."""
+    from ovpn.ops.pools import attach as do_attach
+
+    result = do_attach(ctx.app, proxy_name, backend_name, priority)
+    if as_json:
+        emit_json({"proxy": proxy_name, "backend": backend_name, "priority": priority,
+                   "changed": result.changed, "provisioned_relay_identity": result.provisioned_identity})
+        return
+    if not result.changed:
+        click.echo(f"{backend_name} is already attached to {proxy_name} with priority {priority}")
+        return
+    click.echo(f"attached {backend_name} to {proxy_name} (priority {priority})")
+    if result.provisioned_identity:
+        click.echo(f"provisioned the relay identity proxy-service@cluster on {backend_name}")
+    click.echo(f"next: ovpn deploy {backend_name}, then ovpn deploy {proxy_name}")
+
+
+@backend.command("detach")
+@click.option("--proxy", "proxy_name", required=True)
+@click.option("--backend", "backend_name", required=True)
+@click.pass_obj
+def detach(ctx: Any, proxy_name: str, backend_name: str) -> None:
+    """Detach a backend from a proxy's pool."""
+    from ovpn.ops.pools import detach as do_detach
+
+    do_detach(ctx.app, proxy_name, backend_name)
+    click.echo(f"detached {backend_name} from {proxy_name}; next: ovpn deploy {proxy_name}")
+
+
+@backend.command("list")
+@click.option("--proxy", "proxy_name", required=True)
+@json_option
+@click.pass_obj
+def list_backends(ctx: Any, proxy_name: str, as_json: bool) -> None:
+    """List a proxy's backends in priority order."""
+    from ovpn.ops.pools import attachments
+
+    found = attachments(ctx.app, proxy_name)
+    if as_json:
+        emit_json([{"backend": a.backend, "priority": a.priority} for a in found])
+        return
+    if not found:
+        click.echo(f"{proxy_name} has no backend attached (its foreign traffic fails closed)")
+        return
+    best = found[0].priority
+    table(["Backend", "Priority", "Role in pool"],
+          [(a.backend, a.priority, "active" if a.priority == best else "backup") for a in found])

@@ -1,0 +1,240 @@
+"""`ovpn user ...`: global users and their links."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ovpn.cli.output import emit_json, table, warn
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+username_option = click.option("--username", required=True)
+
+
+def _doc(user: Any) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    return {
+        "username": user.username,
+        "uuid": user.uuid,
+        "email": user.email,
+        "enabled": user.enabled,
+        "expiry": user.expiry.isoformat() if user.expiry else None,
+        "expired": user.is_expired(now),
+        "active": user.is_active(now),
+        "quota_bytes": user.effective_quota_bytes(),
+        "quota_is_default": user.quota_bytes is None,
+        "notes": user.notes,
+        "tags": list(user.tags),
+    }
+
+
+def _state(doc: dict[str, Any]) -> str:
+    if doc["expired"]:
+        return "expired"
+    return "active" if doc["enabled"] else "disabled"
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1024**3:g} GB"
+
+
+def _done(user: Any, verb: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(_doc(user))
+    else:
+        click.echo(f"{verb} {user.username}; next: ovpn deploy <server> (live changes come with the agent)")
+
+
+@click.group()
+def user() -> None:
+    """Users: one global identity on every server."""
+
+
+@user.command("add")
+@username_option
+@click.option("--uuid", help="VLESS id (generated when omitted).")
+@click.option("--email", help="Stats identity (default USERNAME@global).")
+@click.option("--expiry", help="Last active day, YYYY-MM-DD (UTC).")
+@click.option("--quota-gb", type=float, help="Rolling 30-day quota in GB (default 300).")
+@click.option("--notes", default="")
+@click.option("--tags", default="", help="Comma-separated tags, e.g. pilot,batch-1.")
+@json_option
+@click.pass_obj
+def add(ctx: Any, username: str, uuid: str | None, email: str | None, expiry: str | None,
+        quota_gb: float | None, notes: str, tags: str, as_json: bool) -> None:
+    """Add a user."""
+    from ovpn.core import validation
+    from ovpn.ops.users import add_user
+
+    created = add_user(
+        ctx.app,
+        username,
+        uuid=uuid,
+        email=email,
+        expiry=validation.iso_date(expiry, "expiry") if expiry else None,
+        quota_bytes=validation.quota_gb(quota_gb) if quota_gb is not None else None,
+        notes=notes,
+        tags=validation.tags(tags),
+    )
+    _done(created, "added", as_json)
+
+
+@user.command("rm")
+@username_option
+@click.pass_obj
+def rm(ctx: Any, username: str) -> None:
+    """Remove a user."""
+    from ovpn.ops.users import remove_user
+
+    remove_user(ctx.app, username)
+    click.echo(f"removed {username}; next: ovpn deploy <server>")
+
+
+@user.command("enable")
+@username_option
+@json_option
+@click.pass_obj
+def enable(ctx: Any, username: str, as_json: bool) -> None:
+    """Enable a user."""
+    from ovpn.ops.users import set_enabled
+
+    _done(set_enabled(ctx.app, username, True), "enabled", as_json)
+
+
+@user.command("disable")
+@username_option
+@json_option
+@click.pass_obj
+def disable(ctx: Any, username: str, as_json: bool) -> None:
+    """Disable a user."""
+    from ovpn.ops.users import set_enabled
+
+    _done(set_enabled(ctx.app, username, False), "disabled", as_json)
+
+
+@user.command("expiry-set")
+@username_option
+@click.option("--date", "day", required=True, help="Last active day, YYYY-MM-DD (UTC).")
+@json_option
+@click.pass_obj
+def expiry_set(ctx: Any, username: str, day: str, as_json: bool) -> None:
+    """Set the last active day (also re-enables the user)."""
+    from ovpn.core import validation
+    from ovpn.ops.users import set_expiry
+
+    _done(set_expiry(ctx.app, username, validation.iso_date(day)), "set expiry of", as_json)
+
+
+@user.command("expiry-clear")
+@username_option
+@json_option
+@click.pass_obj
+def expiry_clear(ctx: Any, username: str, as_json: bool) -> None:
+    """Remove the expiry date (also re-enables the user)."""
+    from ovpn.ops.users import set_expiry
+
+    _done(set_expiry(ctx.app, username, None), "cleared expiry of", as_json)
+
+
+@user.command("quota-set")
+@username_option
+@click.option("--gb", type=float, required=True, help="Rolling 30-day quota in GB; 0 = the default.")
+@json_option
+@click.pass_obj
+def quota_set(ctx: Any, username: str, gb: float, as_json: bool) -> None:
+    """Set a user's quota."""
+    from ovpn.core import validation
+    from ovpn.ops.users import set_quota
+
+    _done(set_quota(ctx.app, username, validation.quota_gb(gb)), "set quota of", as_json)
+
+
+@user.command("list")
+@click.option("--tag", help="Only users with this tag.")
+@json_option
+@click.pass_obj
+def list_(ctx: Any, tag: str | None, as_json: bool) -> None:
+    """List users."""
+    from ovpn.ops.users import list_users
+
+    docs = [_doc(u) for u in list_users(ctx.app, tag)]
+    if as_json:
+        emit_json(docs)
+        return
+    table(
+        ["User", "Email", "State", "Expiry", "Quota", "Tags", "UUID"],
+        [(d["username"], d["email"], _state(d), d["expiry"] or "", _gb(d["quota_bytes"]), ",".join(d["tags"]),
+          d["uuid"][:8]) for d in docs],
+    )
+
+
+@user.command("show")
+@username_option
+@json_option
+@click.pass_obj
+def show(ctx: Any, username: str, as_json: bool) -> None:
+    """Show one user."""
+    from ovpn.ops.users import get_user
+
+    doc = _doc(get_user(ctx.app, username))
+    if as_json:
+        emit_json(doc)
+        return
+    for key, value in doc.items():
+        click.echo(f"{key:17} {value}")
+
+
+@user.command("link")
+@click.option("--server", "server_name", required=True)
+@click.option("--username", help="One user (or use --tag).")
+@click.option("--tag", help="Every user with this tag (needs --out).")
+@click.option("--format", "fmt", type=click.Choice(["uri", "xray-json"]), default="uri", show_default=True)
+@click.option("--qr/--no-qr", default=True, show_default=True, help="Print a terminal QR code.")
+@click.option("--qr-file", type=click.Path(dir_okay=False), help="Write the QR code as a PNG (mode 0600).")
+@click.option("--out", type=click.Path(file_okay=False), help="Write links and QR PNGs for --tag here.")
+@click.option("--socks-port", type=int, default=10808, show_default=True, help="SOCKS port for xray-json.")
+@click.pass_obj
+def link(ctx: Any, server_name: str, username: str | None, tag: str | None, fmt: str, qr: bool,
+         qr_file: str | None, out: str | None, socks_port: int) -> None:
+    """Print a user's link to a server (for a proxy: the proxy's entry link)."""
+    import json
+
+    from ovpn.core import validation
+    from ovpn.errors import OvpnError
+    from ovpn.ops.links import client_json, links_for, qr_png, qr_terminal, write_private
+
+    if (username is None) == (tag is None):
+        raise OvpnError("give either --username or --tag", "--tag writes every tagged user's link into --out DIR")
+    validation.port(socks_port, "socks-port")
+    if tag is not None:
+        if out is None:
+            raise OvpnError("--tag needs --out DIR", "links are credentials; they are written as 0600 files")
+        links = links_for(ctx.app, server_name, tag=validation.tag(tag))
+        if not links:
+            raise OvpnError(f"no user has the tag {tag!r}", "see `ovpn user list`")
+        directory = Path(out)
+        for item in links:
+            stem = f"{item.server.name}-{item.user.username}"
+            if fmt == "xray-json":
+                body = json.dumps(client_json(item, socks_port), indent=2) + "\n"
+                write_private(directory / f"{stem}.json", body.encode())
+            else:
+                write_private(directory / f"{stem}.txt", (item.link + "\n").encode())
+                write_private(directory / f"{stem}.png", qr_png(item.link))
+        click.echo(f"wrote {len(links)} links for tag {tag} to {directory}")
+        return
+    (item,) = links_for(ctx.app, server_name, usernames=[str(username)])
+    if not item.user.is_active(datetime.now(timezone.utc)):
+        warn(f"{item.user.username} is disabled or expired: the link will not connect until re-enabled")
+    if fmt == "xray-json":
+        click.echo(json.dumps(client_json(item, socks_port), indent=2))
+        return
+    click.echo(item.link)
+    if qr_file:
+        write_private(Path(qr_file), qr_png(item.link))
+        click.echo(f"QR code written to {qr_file}", err=True)
+    if qr:
+        click.echo(qr_terminal(item.link), nl=False)

@@ -1,0 +1,115 @@
+"""Validation of every operator-supplied value that later reaches a config file, a shell or a URL."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import date
+
+from ovpn.errors import OvpnError
+
+_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,190}$")
+
+
+def server_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise OvpnError(
+            f"invalid server name {value!r}",
+            "use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+        )
+    return value
+
+
+def username(value: str) -> str:
+    if not _USERNAME_RE.match(value):
+        raise OvpnError(
+            f"invalid username {value!r}",
+            "use 1-64 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
+        )
+    return value
+
+
+def email(value: str) -> str:
+    if not _EMAIL_RE.match(value) or ".." in value:
+        raise OvpnError(f"invalid email {value!r}", "use a plain address such as alice@global")
+    return value
+
+
+def hostname(value: str, what: str = "host") -> str:
+    """A DNS name (lower-case, IDN as punycode) or an IP address; the form every tool accepts."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".") if value else []
+    if not labels or len(value) > 253 or not all(_LABEL_RE.match(label) for label in labels):
+        raise OvpnError(
+            f"invalid {what} {value!r}",
+            f"give an IP address or a DNS name in lower case (IDN as xn--...) for --{what}",
+        )
+    return value.rstrip(".")
+
+
+def port(value: int, what: str = "port") -> int:
+    if not 1 <= value <= 65535:
+        raise OvpnError(f"invalid {what} {value}", "a port is a number from 1 to 65535")
+    return value
+
+
+def ssh_user(value: str) -> str:
+    if not _SSH_USER_RE.match(value):
+        raise OvpnError(f"invalid SSH user {value!r}", "use a POSIX user name such as root or deploy")
+    return value
+
+
+def xray_version(value: str) -> str:
+    value = value.removeprefix("v")
+    if not _VERSION_RE.match(value):
+        raise OvpnError(f"invalid Xray version {value!r}", "give a release such as 26.7.28 (no 'v' needed)")
+    return value
+
+
+def reality_target(value: str) -> str:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise OvpnError(f"invalid REALITY target {value!r}", "give host:port, for example www.microsoft.com:443")
+    hostname(host, "reality-target")
+    port(int(port_text), "reality-target port")
+    return value
+
+
+def server_name_indication(value: str) -> str:
+    if "*" in value:
+        raise OvpnError(f"invalid REALITY server name {value!r}", "wildcards are not allowed; give one name")
+    return hostname(value, "reality-server-name")
+
+
+def tag(value: str) -> str:
+    if not _TAG_RE.match(value):
+        raise OvpnError(f"invalid tag {value!r}", "tags are lower-case letters, digits, '_' and '-'")
+    return value
+
+
+def tags(values: str) -> tuple[str, ...]:
+    """A comma-separated tag list, de-duplicated and sorted."""
+    return tuple(sorted({tag(t.strip()) for t in values.split(",") if t.strip()}))
+
+
+def iso_date(value: str, what: str = "date") -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise OvpnError(f"invalid {what} {value!r}", "use YYYY-MM-DD") from None
+
+
+def quota_gb(value: float) -> int:
+    """GiB (1024^3) to bytes; 0 means the default quota."""
+    if value < 0:
+        raise OvpnError(f"invalid quota {value} GB", "a quota is 0 (the default) or a positive number of GB")
+    return int(value * 1024**3)

@@ -1,0 +1,114 @@
+"""Gather one server's desired state, fetch what rendering needs, and render or write its bundle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ovpn.core.model import Server
+from ovpn.core.presets import PRESETS, Preset
+from ovpn.errors import OvpnError
+from ovpn.geodata.cache import resolve_geodata
+from ovpn.geodata.match import GeodataSet
+from ovpn.ops.app import App
+from ovpn.ops.servers import SERVER_SECRETS
+from ovpn.render.bundle import Bundle
+from ovpn.render.server_bundle import Geodata, RenderRequest, render_server_bundle
+
+
+@dataclass
+class RenderedServer:
+    server: Server
+    bundle: Bundle
+    warnings: list[str] = field(default_factory=list)
+
+
+def proxy_preset(server: Server) -> Preset:
+    preset = PRESETS.get(server.proxy_preset or "")
+    if preset is None:
+        raise OvpnError(
+            f"{server.name} uses an unknown proxy preset {server.proxy_preset!r}",
+            f"known presets: {', '.join(sorted(PRESETS))}; change it with `ovpn server set {server.name} --proxy-preset`",
+        )
+    return preset
+
+
+def load_geodata(app: App, preset: Preset) -> tuple[GeodataSet, Geodata, list[str]]:
+    """The preset's geodata, checked to contain every category the preset's rules name."""
+    files = resolve_geodata(preset, app.data_dir, env=app.env)
+    warnings = [files.warning] if files.warning else []
+    blobs = Geodata(files.geosite.read_bytes(), files.geoip.read_bytes())
+    geodata = GeodataSet(blobs.geosite, blobs.geoip, str(files.geosite), str(files.geoip))
+    problems = geodata.missing_categories(preset.geosite_categories(), preset.geoip_categories())
+    if problems:
+        raise OvpnError(
+            f"the {preset.name} preset's geodata lacks what its rules need: " + "; ".join(problems),
+            "point OVPN_PROXY_GEOSITE_PATH and OVPN_PROXY_GEOIP_PATH at files that have these categories",
+        )
+    return geodata, blobs, warnings
+
+
+def render_server(
+    app: App, name: str, *, image_overrides: Mapping[str, str] | None = None, now: datetime | None = None
+) -> RenderedServer:
+    with app.reading() as repo:
+        server = repo.server(name)
+        users = repo.users()
+        pool = repo.pool(name) if server.is_proxy else []
+        attached_to = repo.proxies_of(name)
+        secrets = {}
+        for secret_name in SERVER_SECRETS:
+            value = repo.secret(name, secret_name)
+            if value is None:
+                raise OvpnError(f"{name} has no {secret_name} in the state", "the state file was edited by hand")
+            secrets[secret_name] = value
+    warnings: list[str] = []
+    blobs = None
+    if server.is_proxy:
+        _, blobs, warnings = load_geodata(app, proxy_preset(server))
+        if not pool:
+            warnings.append(
+                f"{name} has no backend attached: its foreign traffic is refused (fail closed) until you run "
+                f"`ovpn server backend attach --proxy {name} --backend <vpn-server>` and redeploy"
+            )
+    bundle = render_server_bundle(
+        RenderRequest(
+            server=server,
+            users=users,
+            now=now or datetime.now(timezone.utc),
+            secrets=secrets,
+            pool=pool,
+            attached_to=attached_to,
+            geodata=blobs,
+            image_overrides=image_overrides or {},
+        )
+    )
+    return RenderedServer(server, bundle, warnings)
+
+
+def write_bundle(bundle: Bundle, out: Path) -> None:
+    """Write the bundle as it will sit under /opt/ovpn, replacing a previous bundle in `out` atomically."""
+    if out.exists() and any(out.iterdir()) and not (out / "docker-compose.yml").exists():
+        raise OvpnError(f"{out} is not empty and does not hold an ovpn bundle", "choose an empty or new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, f in bundle.items():
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(f.content)
+            os.chmod(target, f.mode)
+        staging.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

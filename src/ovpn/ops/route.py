@@ -1,0 +1,62 @@
+"""`route explain`: which way a destination leaves a proxy, decided by the proxy's own rendered rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ovpn.errors import OvpnError
+from ovpn.geodata.explain import explain_route
+from ovpn.ops.app import App
+from ovpn.ops.render import load_geodata, proxy_preset
+from ovpn.render.xray import render_xray_config
+
+_MEANING = {
+    "direct": "exits directly from the proxy",
+    "foreign-pool": "is relayed through HAProxy to a foreign backend",
+    "block": "is blocked (it would reach the host's own services)",
+}
+
+
+@dataclass(frozen=True)
+class RouteExplanation:
+    server: str
+    destination: str
+    outbound: str
+    rule_tag: str | None
+    rule: str | None
+    matcher: str | None
+    meaning: str
+    pool_empty: bool
+
+
+def explain(app: App, server_name: str, destination: str) -> RouteExplanation:
+    with app.reading() as repo:
+        server = repo.server(server_name)
+        if not server.is_proxy:
+            raise OvpnError(
+                f"{server_name} is a vpn server: it sends everything out directly",
+                "route explain answers for proxy servers",
+            )
+        pool = [m.server for m in repo.pool(server_name)]
+    preset = proxy_preset(server)
+    geodata, _, _ = load_geodata(app, preset)
+    representative = min(pool, key=lambda s: s.name) if pool else None
+    config = render_xray_config(
+        server, [], relay_identity=None, preset=preset, pool_representative=representative
+    )
+    decision = explain_route(config["routing"]["rules"], destination, geodata)
+    outbound = decision.outbound or str(config["outbounds"][0]["tag"])
+    labels = {f"preset-{preset.name}-{i}": r.label for i, r in enumerate(preset.rules, start=1)}
+    meaning = _MEANING.get(outbound, outbound)
+    if outbound == "foreign-pool" and not pool:
+        meaning = "would be relayed to a foreign backend, but none is attached: it is refused (fail closed)"
+    return RouteExplanation(
+        server=server_name,
+        destination=decision.destination,
+        outbound=outbound,
+        rule_tag=decision.rule_tag,
+        rule=labels.get(decision.rule_tag or "", decision.rule_tag),
+        matcher=decision.matcher,
+        meaning=meaning,
+        pool_empty=not pool,
+    )

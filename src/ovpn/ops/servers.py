@@ -1,0 +1,192 @@
+"""Server records: add, change, remove, with every rule checked before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import dataclasses
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from ovpn.core import reality, validation
+from ovpn.core.model import DEFAULT_PORT, DEFAULT_REALITY_SERVER_NAME, DEFAULT_XRAY_VERSION, ROLES, Server
+from ovpn.core.pool import require_parity
+from ovpn.core.presets import DEFAULT_PROXY_PRESET, PRESETS
+from ovpn.errors import OvpnError
+from ovpn.ops.app import App
+from ovpn.render.images import SERVICES
+from ovpn.state.repo import Repository
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    role: str
+    host: str
+    domain: str | None = None
+    port: int = DEFAULT_PORT
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    ssh_identity: str | None = None
+    proxy_preset: str | None = None
+    reality_private_key: str | None = None
+    reality_public_key: str | None = None
+    reality_short_id: str | None = None
+    reality_server_name: str = DEFAULT_REALITY_SERVER_NAME
+    reality_target: str | None = None
+    xray_version: str = DEFAULT_XRAY_VERSION
+    images: tuple[str, ...] = ()
+
+
+# Per-server secrets created with the server; rendered into the host's .env.
+SERVER_SECRETS = ("OVPN_AGENT_TOKEN", "GRAFANA_ADMIN_PASSWORD")
+
+
+def parse_images(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`SERVICE=IMAGE` pairs; an empty IMAGE removes an override."""
+    images: dict[str, str] = {}
+    for item in items:
+        service, sep, ref = item.partition("=")
+        if not sep or service not in SERVICES:
+            raise OvpnError(
+                f"invalid image override {item!r}",
+                f"use SERVICE=IMAGE with SERVICE one of: {', '.join(SERVICES)}",
+            )
+        if ref and (any(c.isspace() for c in ref) or any(c in ref for c in "$`'\"\\;&|<>")):
+            raise OvpnError(f"invalid image reference {ref!r}", "give a plain reference such as registry/name:tag")
+        images[service] = ref
+    return images
+
+
+def _role(value: str) -> str:
+    if value not in ROLES:
+        raise OvpnError(f"unknown role {value!r}", f"use one of: {', '.join(ROLES)}")
+    return value
+
+
+def _preset(role: str, value: str | None) -> str | None:
+    if role == "vpn":
+        if value is not None:
+            raise OvpnError("--proxy-preset is only for proxy servers", "drop --proxy-preset or use --role proxy")
+        return None
+    preset = value or DEFAULT_PROXY_PRESET
+    if preset not in PRESETS:
+        raise OvpnError(f"unknown proxy preset {preset!r}", f"known presets: {', '.join(sorted(PRESETS))}")
+    return preset
+
+
+def _identity_path(value: str | None) -> str | None:
+    if value is not None and (not value or any(ord(c) < 32 for c in value)):
+        raise OvpnError(f"invalid SSH identity path {value!r}", "give the path of a private key file")
+    return value
+
+
+def build_server(spec: ServerSpec) -> Server:
+    role = _role(spec.role)
+    keys = reality.key_pair(spec.reality_private_key, spec.reality_public_key)
+    server_name = validation.server_name_indication(spec.reality_server_name)
+    host = validation.hostname(spec.host, "host")
+    images = {k: v for k, v in parse_images(spec.images).items() if v}
+    return Server(
+        name=validation.server_name(spec.name),
+        role="proxy" if role == "proxy" else "vpn",
+        host=host,
+        domain=validation.hostname(spec.domain, "domain") if spec.domain else host,
+        port=validation.port(spec.port),
+        ssh_user=validation.ssh_user(spec.ssh_user),
+        ssh_port=validation.port(spec.ssh_port, "ssh-port"),
+        ssh_identity=_identity_path(spec.ssh_identity),
+        xray_version=validation.xray_version(spec.xray_version),
+        reality_private_key=keys.private_key,
+        reality_public_key=keys.public_key,
+        reality_short_id=reality.short_id(
+            spec.reality_short_id if spec.reality_short_id is not None else reality.generate_short_id()
+        ),
+        reality_server_name=server_name,
+        reality_target=validation.reality_target(spec.reality_target or f"{server_name}:443"),
+        proxy_preset=_preset(role, spec.proxy_preset),
+        images=tuple(sorted(images.items())),
+    )
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def add_server(app: App, spec: ServerSpec) -> Server:
+    server = build_server(spec)
+    with app.writing() as repo:
+        repo.add_server(server)
+        for secret_name in SERVER_SECRETS:
+            repo.set_secret(server.name, secret_name, new_token())
+    return server
+
+
+def spec_of(server: Server) -> ServerSpec:
+    return ServerSpec(
+        name=server.name,
+        role=server.role,
+        host=server.host,
+        domain=server.domain,
+        port=server.port,
+        ssh_user=server.ssh_user,
+        ssh_port=server.ssh_port,
+        ssh_identity=server.ssh_identity,
+        proxy_preset=server.proxy_preset,
+        reality_private_key=server.reality_private_key,
+        reality_short_id=server.reality_short_id,
+        reality_server_name=server.reality_server_name,
+        reality_target=server.reality_target,
+        xray_version=server.xray_version,
+        images=tuple(f"{k}={v}" for k, v in server.images),
+    )
+
+
+def _check_pools(repo: Repository, changed: Server) -> None:
+    for proxy in repo.proxies_of(changed.name):
+        members = [changed if m.server.name == changed.name else m.server for m in repo.pool(proxy)]
+        require_parity(members, proxy)
+
+
+def set_server(app: App, name: str, changes: Mapping[str, Any]) -> Server:
+    """Apply field changes (ServerSpec names; `images` adds overrides, `SERVICE=` removes one).
+
+    A new server name without a new target moves the target along; a new private key derives its public key.
+    Nothing is written if any rule or any pool's parity would break.
+    """
+    if "role" in changes:
+        raise OvpnError("a server's role cannot be changed", "add a new server with the other role instead")
+    with app.writing() as repo:
+        current = repo.server(name)
+        spec = spec_of(current)
+        updates = dict(changes)
+        if "reality_server_name" in updates and "reality_target" not in updates:
+            updates["reality_target"] = None
+        if "images" in updates:
+            updates["images"] = spec.images + tuple(updates["images"])
+        updated = build_server(dataclasses.replace(spec, **updates))
+        updated = dataclasses.replace(
+            updated, relay_uuid=current.relay_uuid, relay_short_id=current.relay_short_id
+        )
+        _check_pools(repo, updated)
+        repo.update_server(updated)
+    return updated
+
+
+def remove_server(app: App, name: str) -> None:
+    with app.writing() as repo:
+        repo.server(name)
+        as_proxy = repo.attachments(name)
+        if as_proxy:
+            backends = ", ".join(a.backend for a in as_proxy)
+            raise OvpnError(
+                f"{name} still has backends attached: {backends}",
+                f"detach them first: ovpn server backend detach --proxy {name} --backend {as_proxy[0].backend}",
+            )
+        as_backend = repo.proxies_of(name)
+        if as_backend:
+            raise OvpnError(
+                f"{name} is still a backend of {', '.join(as_backend)}",
+                f"detach it first: ovpn server backend detach --proxy {as_backend[0]} --backend {name}",
+            )
+        repo.remove_server(name)

@@ -1,0 +1,94 @@
+"""The host's main Compose file and its `.env`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from ovpn.core.model import Server
+from ovpn.render.haproxy import METRICS_PORT
+from ovpn.render.images import SERVICES, env_var
+from ovpn.render.xray import API_PORT, RELAY_PORT
+
+PROJECT = "ovpn"
+NETWORK = "ovpn-net"
+AGENT_PORT = 9090
+AGENT_HOST_PORT = 19000
+AGENT_DATA_VOLUME = "ovpn-agent-data"
+XRAY_ASSET_DIR = "/usr/local/share/xray"
+LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
+
+
+def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "image": f"${{{env_var(image_service)}:?set {env_var(image_service)} in .env}}",
+        "container_name": container,
+        "restart": "unless-stopped",
+        **fields,
+        "networks": [NETWORK],
+        "logging": LOGGING,
+    }
+
+
+def render_compose(server: Server) -> str:
+    xray_volumes = ["./xray/config.json:/etc/xray/config.json:ro"]
+    if server.is_proxy:
+        xray_volumes += [
+            f"./geodata/geosite.dat:{XRAY_ASSET_DIR}/geosite.dat:ro",
+            f"./geodata/geoip.dat:{XRAY_ASSET_DIR}/geoip.dat:ro",
+        ]
+    xray = _service(
+        "xray",
+        "ovpn-xray",
+        command=["run", "-config", "/etc/xray/config.json"],
+        ports=[f"{server.port}:{server.port}/tcp"],
+        expose=[str(API_PORT)],
+        volumes=xray_volumes,
+    )
+    services: dict[str, Any] = {"xray": xray}
+    if server.is_proxy:
+        xray["depends_on"] = ["haproxy"]
+        services["haproxy"] = _service(
+            "haproxy",
+            "ovpn-haproxy",
+            command=["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+            expose=[str(RELAY_PORT), str(METRICS_PORT)],
+            volumes=["./haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"],
+        )
+    services["ovpn-agent"] = _service(
+        "ovpn-agent",
+        "ovpn-agent",
+        command=[
+            "--listen",
+            f"0.0.0.0:{AGENT_PORT}",
+            "--xray-api",
+            f"xray:{API_PORT}",
+            "--db-path",
+            "/var/lib/ovpn-agent",
+        ],
+        environment={"OVPN_AGENT_TOKEN": "${OVPN_AGENT_TOKEN:?set OVPN_AGENT_TOKEN in .env}"},
+        ports=[f"127.0.0.1:${{OVPN_AGENT_HOST_PORT:-{AGENT_HOST_PORT}}}:{AGENT_PORT}"],
+        volumes=[f"{AGENT_DATA_VOLUME}:/var/lib/ovpn-agent"],
+    )
+    document = {
+        "name": PROJECT,
+        "services": services,
+        "networks": {NETWORK: {"name": NETWORK}},
+        "volumes": {AGENT_DATA_VOLUME: {"name": AGENT_DATA_VOLUME}},
+    }
+    header = "# Rendered by ovpn for {} ({}); changes are overwritten by the next deploy.\n"
+    return header.format(server.name, server.role) + yaml.safe_dump(document, sort_keys=False)
+
+
+def render_env(server: Server, images: Mapping[str, str], secrets: Mapping[str, str]) -> str:
+    """`.env` (mode 0600): image references and the secrets the services read from the environment."""
+    lines = [f"# ovpn runtime environment for {server.name}; mode 0600, holds secrets."]
+    for service in SERVICES:
+        if service == "haproxy" and not server.is_proxy:
+            continue
+        lines.append(f"{env_var(service)}={images[service]}")
+    lines.append(f"OVPN_AGENT_HOST_PORT={AGENT_HOST_PORT}")
+    lines.extend(f"{name}={secrets[name]}" for name in sorted(secrets))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,91 @@
+"""Desired state of one server -> its complete deploy bundle (pure; the same input gives the same bytes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ovpn.core.model import PoolMember, Server, User
+from ovpn.core.pool import RelayIdentity, require_parity
+from ovpn.core.presets import PRESETS
+from ovpn.errors import OvpnError
+from ovpn.render.bundle import Bundle, BundleFile
+from ovpn.render.compose import render_compose, render_env
+from ovpn.render.haproxy import render_haproxy_config
+from ovpn.render.images import resolve_images
+from ovpn.render.monitoring import MonitoringSpec, render_monitoring
+from ovpn.render.xray import render_xray_config
+
+
+@dataclass(frozen=True)
+class Geodata:
+    geosite: bytes
+    geoip: bytes
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    server: Server
+    users: Sequence[User]
+    now: datetime
+    secrets: Mapping[str, str]
+    pool: Sequence[PoolMember] = ()
+    attached_to: Sequence[str] = ()
+    geodata: Geodata | None = None
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
+
+
+def _json(document: object) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode()
+
+
+def _relay_identity(server: Server, attached_to: Sequence[str]) -> RelayIdentity | None:
+    if not attached_to:
+        return None
+    if server.relay_uuid is None or server.relay_short_id is None:
+        raise OvpnError(
+            f"{server.name} is attached to {', '.join(attached_to)} but has no relay identity",
+            f"run `ovpn server backend attach --proxy {attached_to[0]} --backend {server.name}` again",
+        )
+    return RelayIdentity(server.relay_uuid, server.relay_short_id)
+
+
+def render_server_bundle(request: RenderRequest) -> Bundle:
+    server = request.server
+    admitted = sorted((u for u in request.users if u.is_active(request.now)), key=lambda u: u.email)
+    images = resolve_images(server.xray_version, dict(server.images), request.image_overrides)
+    bundle: Bundle = {}
+
+    preset = None
+    representative = None
+    if server.is_proxy:
+        preset = PRESETS.get(server.proxy_preset or "")
+        if preset is None:
+            raise OvpnError(f"{server.name} names an unknown proxy preset {server.proxy_preset!r}",
+                            f"known presets: {', '.join(sorted(PRESETS))}")
+        if request.geodata is None:
+            raise OvpnError(f"{server.name} is a proxy and needs geodata to render", "")
+        members = [m.server for m in request.pool]
+        require_parity(members, server.name)
+        for member in members:
+            _relay_identity(member, [server.name])
+        representative = min(members, key=lambda s: s.name) if members else None
+        bundle["haproxy/haproxy.cfg"] = BundleFile(render_haproxy_config(request.pool).encode())
+        bundle["geodata/geosite.dat"] = BundleFile(request.geodata.geosite)
+        bundle["geodata/geoip.dat"] = BundleFile(request.geodata.geoip)
+
+    config = render_xray_config(
+        server,
+        admitted,
+        relay_identity=_relay_identity(server, request.attached_to),
+        preset=preset,
+        pool_representative=representative,
+    )
+    # The config holds the REALITY private key and every user id: readable by root and the xray group only.
+    bundle["xray/config.json"] = BundleFile(_json(config), 0o640)
+    bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
+    bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
+    bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
+    return dict(sorted(bundle.items()))

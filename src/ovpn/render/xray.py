@@ -1,0 +1,140 @@
+"""Xray server config for both roles.
+
+Legacy key names (`clients`, `network: tcp`, `dest`, `publicKey`, `vnext`) are emitted on purpose: every Xray
+release from 1.8 to 26.x parses them without a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ovpn.core.links import FLOW, reality_client_settings, vless_outbound
+from ovpn.core.model import CLIENT_INBOUND_TAG, RELAY_EMAIL, Server, User
+from ovpn.core.pool import RelayIdentity
+from ovpn.core.presets import Preset
+
+API_PORT = 10085
+RELAY_HOST = "haproxy"
+RELAY_PORT = 15443
+CONN_IDLE_SECONDS = 300
+
+# Ports of the host's own services on the compose network; a client must never reach them through the VPN.
+INTERNAL_PORTS = "3000,8080,8404,9090,9093,9100,10085,15443,19000,19001"
+LOOPBACK_AND_LINK_LOCAL = ("127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10")
+PRIVATE_NETWORKS = (
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+
+
+def _rule(outbound: str, tag: str, **fields: Any) -> dict[str, Any]:
+    return {"type": "field", **fields, "outboundTag": outbound, "ruleTag": tag}
+
+
+def guard_rules() -> list[dict[str, Any]]:
+    """Rules that keep clients away from the host itself: Xray's API, the agent, HAProxy, monitoring."""
+    return [
+        _rule("block", "guard-local-names", domain=["dotless:", "domain:localhost"]),
+        _rule("block", "guard-loopback", ip=list(LOOPBACK_AND_LINK_LOCAL)),
+        _rule("block", "guard-internal-ports", ip=list(PRIVATE_NETWORKS), port=INTERNAL_PORTS),
+    ]
+
+
+def preset_rules(preset: Preset) -> list[dict[str, Any]]:
+    rules = []
+    for index, rule in enumerate(preset.rules, start=1):
+        rules.append(_rule("direct", f"preset-{preset.name}-{index}", **{rule.kind: list(rule.matchers)}))
+    return rules
+
+
+def _client(user_id: str, email: str) -> dict[str, Any]:
+    return {"id": user_id, "email": email, "flow": FLOW, "level": 0}
+
+
+def _inbound(server: Server, clients: list[dict[str, Any]], short_ids: list[str]) -> dict[str, Any]:
+    return {
+        "tag": CLIENT_INBOUND_TAG,
+        "listen": "0.0.0.0",
+        "port": server.port,
+        "protocol": "vless",
+        "settings": {"clients": clients, "decryption": "none"},
+        "streamSettings": {
+            "network": "tcp",
+            "security": "reality",
+            "realitySettings": {
+                "show": False,
+                "dest": server.reality_target,
+                "xver": 0,
+                "serverNames": [server.reality_server_name],
+                "privateKey": server.reality_private_key,
+                "shortIds": short_ids,
+            },
+        },
+        "sniffing": {"enabled": True, "destOverride": ["http", "tls", "quic"], "routeOnly": True},
+    }
+
+
+def foreign_pool_outbound(relay: Server | None) -> dict[str, Any]:
+    """The relay to the local HAProxy; with no backend attached it is a blackhole, so nothing leaks out."""
+    if relay is None or relay.relay_uuid is None or relay.relay_short_id is None:
+        return {"tag": "foreign-pool", "protocol": "blackhole", "settings": {}}
+    reality = reality_client_settings(relay.reality_server_name, relay.reality_public_key, relay.relay_short_id)
+    return vless_outbound("foreign-pool", RELAY_HOST, RELAY_PORT, relay.relay_uuid, reality)
+
+
+def render_xray_config(
+    server: Server,
+    users: Sequence[User],
+    *,
+    relay_identity: RelayIdentity | None,
+    preset: Preset | None,
+    pool_representative: Server | None,
+) -> dict[str, Any]:
+    """The server's config.json as a dict.
+
+    `users` are the users to admit (already filtered for enabled/expired). `relay_identity` is set on a vpn
+    server attached to at least one proxy. On a proxy, `preset` gives the direct rules and
+    `pool_representative` (any backend of the parity-checked pool, or None) gives the relay parameters.
+    """
+    clients = [_client(u.uuid, u.email) for u in users]
+    short_ids = [server.reality_short_id]
+    if relay_identity is not None:
+        clients.append(_client(relay_identity.uuid, RELAY_EMAIL))
+        if relay_identity.short_id not in short_ids:
+            short_ids.append(relay_identity.short_id)
+    clients.sort(key=lambda c: str(c["email"]))
+
+    direct = {"tag": "direct", "protocol": "freedom", "settings": {"domainStrategy": "UseIPv4"}}
+    block = {"tag": "block", "protocol": "blackhole", "settings": {}}
+    rules = guard_rules()
+    if server.is_proxy:
+        assert preset is not None, "a proxy is rendered with its preset"
+        outbounds = [foreign_pool_outbound(pool_representative), direct, block]
+        rules += preset_rules(preset)
+        rules.append(_rule("foreign-pool", "foreign-catch-all", inboundTag=[CLIENT_INBOUND_TAG]))
+    else:
+        outbounds = [direct, block]
+
+    return {
+        "log": {"loglevel": "warning"},
+        "api": {"tag": "api", "listen": f"0.0.0.0:{API_PORT}", "services": ["HandlerService", "StatsService"]},
+        "stats": {},
+        "policy": {
+            "levels": {
+                "0": {"statsUserUplink": True, "statsUserDownlink": True, "connIdle": CONN_IDLE_SECONDS}
+            },
+            "system": {
+                "statsInboundUplink": True,
+                "statsInboundDownlink": True,
+                "statsOutboundUplink": True,
+                "statsOutboundDownlink": True,
+            },
+        },
+        "inbounds": [_inbound(server, clients, short_ids)],
+        "outbounds": outbounds,
+        "routing": {"domainStrategy": "AsIs", "rules": rules},
+    }
