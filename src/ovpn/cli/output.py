@@ -23,7 +23,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
         t.add_column(header, overflow="fold")
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=False).print(t)
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=200)
+    console.print(t)
 
 
 def warn(message: str) -> None:

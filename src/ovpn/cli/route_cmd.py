@@ -28,8 +28,8 @@ def explain(ctx: Any, server_name: str, destination: str, as_json: bool) -> None
         emit_json(result.__dict__)
         return
     click.echo(f"{result.destination}: {result.outbound}")
-    if result.rule:
+    if result.matcher:
         click.echo(f"  rule:    {result.rule} (matched {result.matcher})")
     else:
-        click.echo("  rule:    none of the preset's rules matched, so it is treated as foreign")
+        click.echo("  rule:    no preset rule matched, so it is treated as foreign")
     click.echo(f"  meaning: {result.meaning}")

@@ -51,8 +51,9 @@ def _run(name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> C
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         return CheckResult(name, "failed", output or f"exit code {proc.returncode}")
-    last = output.splitlines()[-1] if output else "ok"
-    return CheckResult(name, "passed", last)
+    lines = output.splitlines()
+    verdicts = [ln for ln in lines if any(w in ln for w in ("OK", "valid", "SUCCESS"))]
+    return CheckResult(name, "passed", (verdicts or lines or ["ok"])[-1].strip())
 
 
 def validate_bundle(bundle_dir: Path, env: Mapping[str, str] = os.environ) -> list[CheckResult]:

@@ -1,0 +1,3 @@
+from ovpn.cli.main import main
+
+main()
