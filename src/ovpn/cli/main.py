@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ovpn import __version__
-from ovpn.cli import config_cmd, route_cmd, server_cmd, user_cmd
+from ovpn.cli import config_cmd, demo_cmd, route_cmd, server_cmd, user_cmd
 from ovpn.errors import OvpnError
 
 
@@ -52,6 +52,7 @@ cli.add_command(server_cmd.server)
 cli.add_command(user_cmd.user)
 cli.add_command(config_cmd.config)
 cli.add_command(route_cmd.route)
+cli.add_command(demo_cmd.demo)
 
 
 def main() -> None:
