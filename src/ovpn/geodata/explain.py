@@ -1,0 +1,207 @@
+"""Which outbound a destination takes through a list of Xray routing rules, without I/O.
+
+The rules are evaluated the way Xray does with `domainStrategy: "AsIs"`: top to bottom, the first rule whose
+fields all match wins. A domain destination is never resolved, so it can only match `domain` fields and a
+rule with an `ip` field never matches it; an IP destination can only match `ip` fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ovpn.geodata.match import (
+    GeodataSet,
+    IPAddress,
+    RoutingError,
+    matcher_matches_domain,
+    matcher_matches_ip,
+)
+
+__all__ = ["RouteDecision", "explain_route", "parse_destination", "parse_port_list"]
+
+_CONDITION_FIELDS = ("domain", "ip", "port", "inboundTag", "network")
+_OTHER_FIELDS = ("type", "outboundTag", "balancerTag", "ruleTag")
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    destination: str
+    outbound: str | None
+    rule_index: int | None
+    rule_tag: str | None
+    matcher: str | None
+    balancer: bool = False
+    """True when `outbound` is the tag of a balancer (the rule had `balancerTag` and no `outboundTag`)."""
+
+
+def parse_destination(text: str) -> str | IPAddress:
+    """An IP address, or a host name normalized to lower-case ASCII (IDN to punycode, no trailing dot)."""
+    raw = text.strip()
+    if not raw:
+        raise RoutingError("the destination is empty", hint="give a host name or an IP address")
+    if "://" in raw or "/" in raw:
+        raise RoutingError(
+            f"destination {text!r} is not a host name or IP address",
+            hint="give only the host, for example example.com or 192.0.2.1, not a URL",
+        )
+    candidate = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped  # Xray handles IPv4-mapped IPv6 addresses as IPv4
+        return address
+    if ":" in raw:
+        raise RoutingError(
+            f"destination {text!r} is not a host name or IP address",
+            hint="give the host without a port; pass the port separately",
+        )
+    name = raw.removesuffix(".")
+    try:
+        ascii_name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise RoutingError(f"destination {text!r} is not a valid host name: {exc}") from exc
+    if ascii_name.rsplit(".", 1)[-1].isdigit():
+        raise RoutingError(f"destination {text!r} looks like an IP address but is not a valid one")
+    if len(ascii_name) > 253:
+        raise RoutingError(f"destination {text!r} is longer than 253 characters")
+    for label in ascii_name.split("."):
+        if not label or len(label) > 63 or not _LABEL.match(label):
+            raise RoutingError(
+                f"destination {text!r} is not a valid host name (bad label {label!r})",
+                hint="a host name is dot-separated labels of letters, digits and hyphens",
+            )
+    return ascii_name
+
+
+def parse_port_list(spec: object) -> list[tuple[int, int]]:
+    """Xray's port syntax: 443, "443", "1000-2000", "53,443,1000-2000"; as inclusive ranges."""
+    if isinstance(spec, bool) or not isinstance(spec, int | str):
+        raise RoutingError(f'rule port {spec!r} must be a number or a string such as "53,443,1000-2000"')
+    ranges: list[tuple[int, int]] = []
+    for part in str(spec).split(","):
+        item = part.strip()
+        low_text, dash, high_text = item.partition("-")
+        try:
+            low = int(low_text)
+            high = int(high_text) if dash else low
+        except ValueError:
+            raise RoutingError(f"rule port {spec!r}: {item!r} is not a port or a range") from None
+        if not (0 <= low <= high <= 65535):
+            raise RoutingError(f"rule port {spec!r}: {item!r} is not a valid port range")
+        ranges.append((low, high))
+    return ranges
+
+
+def _string_list(rule_index: int, field: str, value: object) -> list[str]:
+    # Xray's StringList accepts one string or a list of strings.
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise RoutingError(f"rule {rule_index}: {field} must be a list of strings, not {value!r}")
+
+
+def _networks(rule_index: int, value: object) -> set[str]:
+    names: set[str] = set()
+    for item in _string_list(rule_index, "network", value):
+        for part in item.split(","):
+            name = part.strip().lower()
+            if name not in ("tcp", "udp"):
+                raise RoutingError(f"rule {rule_index}: unknown network {part.strip()!r} (use tcp, udp)")
+            names.add(name)
+    return names
+
+
+def _check_fields(index: int, rule: Mapping[str, object]) -> None:
+    unknown = [key for key in rule if key not in _CONDITION_FIELDS and key not in _OTHER_FIELDS]
+    if unknown:
+        raise RoutingError(
+            f"rule {index}: field(s) {', '.join(sorted(unknown))} are not supported by route explanation",
+            hint="supported fields: " + ", ".join(_CONDITION_FIELDS + _OTHER_FIELDS),
+        )
+    kind = rule.get("type", "field")
+    if kind != "field":
+        raise RoutingError(f'rule {index}: type {kind!r} is not "field"')
+    if not any(key in rule for key in _CONDITION_FIELDS):
+        raise RoutingError(f"rule {index} has no condition (Xray rejects such a rule)")
+    for key in ("outboundTag", "balancerTag", "ruleTag"):
+        if key in rule and not isinstance(rule[key], str):
+            raise RoutingError(f"rule {index}: {key} must be a string")
+    if not rule.get("outboundTag") and not rule.get("balancerTag"):
+        raise RoutingError(f"rule {index} has neither outboundTag nor balancerTag")
+
+
+def _rule_matches(
+    index: int,
+    rule: Mapping[str, object],
+    target: str | IPAddress,
+    geodata: GeodataSet,
+    inbound_tag: str,
+    port: int,
+    network: str,
+) -> tuple[bool, str | None]:
+    """Whether every condition of `rule` holds, and the domain/ip matcher string that matched."""
+    if "inboundTag" in rule and inbound_tag not in _string_list(index, "inboundTag", rule["inboundTag"]):
+        return False, None
+    if "port" in rule and not any(low <= port <= high for low, high in parse_port_list(rule["port"])):
+        return False, None
+    if "network" in rule and network not in _networks(index, rule["network"]):
+        return False, None
+    matched: str | None = None
+    if "domain" in rule:
+        matchers = _string_list(index, "domain", rule["domain"])
+        if not isinstance(target, str):
+            return False, None
+        matched = next((m for m in matchers if matcher_matches_domain(m, target, geodata)), None)
+        if matched is None:
+            return False, None
+    if "ip" in rule:
+        matchers = _string_list(index, "ip", rule["ip"])
+        if isinstance(target, str):
+            return False, None  # AsIs: a domain is never resolved for IP rules
+        matched = next((m for m in matchers if matcher_matches_ip(m, target, geodata)), None)
+        if matched is None:
+            return False, None
+    return True, matched
+
+
+def explain_route(
+    rules: Sequence[Mapping[str, object]],
+    destination: str,
+    geodata: GeodataSet,
+    inbound_tag: str = "vless-reality",
+    port: int = 443,
+    *,
+    network: str = "tcp",
+) -> RouteDecision:
+    """The first rule that `destination` (a host name or IP) matches, under domainStrategy "AsIs"."""
+    if network not in ("tcp", "udp"):
+        raise RoutingError(f"network {network!r} must be tcp or udp")
+    if not 0 <= port <= 65535:
+        raise RoutingError(f"port {port} is out of range")
+    target = parse_destination(destination)
+    shown = str(target)
+    for index, rule in enumerate(rules):
+        _check_fields(index, rule)
+    for index, rule in enumerate(rules):
+        hit, matcher = _rule_matches(index, rule, target, geodata, inbound_tag, port, network)
+        if hit:
+            outbound = rule.get("outboundTag")
+            via_balancer = not outbound
+            tag = rule.get("ruleTag")
+            return RouteDecision(
+                destination=shown,
+                outbound=str(outbound or rule["balancerTag"]),
+                rule_index=index,
+                rule_tag=tag if isinstance(tag, str) else None,
+                matcher=matcher,
+                balancer=via_balancer,
+            )
+    return RouteDecision(destination=shown, outbound=None, rule_index=None, rule_tag=None, matcher=None)
