@@ -18,7 +18,10 @@ AGENT_PORT = 9090
 AGENT_HOST_PORT = 19000
 AGENT_DATA_VOLUME = "ovpn-agent-data"
 XRAY_ASSET_DIR = "/usr/local/share/xray"
-LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
+
+
+def _logging() -> dict[str, Any]:
+    return {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
 
 
 def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any]:
@@ -28,7 +31,7 @@ def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any
         "restart": "unless-stopped",
         **fields,
         "networks": [NETWORK],
-        "logging": LOGGING,
+        "logging": _logging(),
     }
 
 
