@@ -5,13 +5,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.conftest import missing_tool
+from tests.support.topology import BACKEND_1, PROXY, SOLO, USERS, request
 
 from ovpn.core.links import client_config
 from ovpn.ops.render import write_bundle
 from ovpn.ops.validate import validate_bundle
 from ovpn.render.server_bundle import render_server_bundle
-from tests.conftest import missing_tool
-from tests.support.topology import BACKEND_1, PROXY, SOLO, USERS, request
 
 pytestmark = pytest.mark.integration
 CASES = {"vpn-solo": SOLO, "backend-vpn-nl": BACKEND_1, "proxy-ru": PROXY}
@@ -24,7 +24,9 @@ def written(case: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_validator_passes_on_the_golden_topologies(case: str, tmp_path: Path, tools_env: dict[str, str]) -> None:
+def test_every_validator_passes_on_the_golden_topologies(
+    case: str, tmp_path: Path, tools_env: dict[str, str]
+) -> None:
     results = validate_bundle(written(case, tmp_path), tools_env)
     for r in results:
         if r.status == "skipped":
@@ -49,7 +51,12 @@ def _tamper(path: Path, old: str, new: str) -> None:
         ("xray", "xray/config.json", '"decryption": "none"', '"decryption": ""'),
         ("haproxy", "haproxy/haproxy.cfg", " check backup", " chek backup"),
         ("promtool rules", "monitoring/prometheus/rules/ovpn-alerts.yml", "expr: ", "expr: sum by ( "),
-        ("amtool", "monitoring/alertmanager/alertmanager.yml", "receiver: ovpn-telegram-bot", "receiver: nobody"),
+        (
+            "amtool",
+            "monitoring/alertmanager/alertmanager.yml",
+            "receiver: ovpn-telegram-bot",
+            "receiver: nobody",
+        ),
         ("compose", "docker-compose.yml", "ovpn-agent:\n", "ovpn-agent:\n    bogus_key: 1\n"),
     ],
 )
@@ -68,7 +75,12 @@ def test_each_validator_reports_a_broken_file(
 def test_the_client_config_is_accepted_by_real_xray(tmp_path: Path, xray_binary: Path) -> None:
     config = tmp_path / "client.json"
     config.write_text(json.dumps(client_config(PROXY, USERS[0])))
-    result = subprocess.run([str(xray_binary), "run", "-test", "-c", str(config)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [str(xray_binary), "run", "-test", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration OK" in result.stdout

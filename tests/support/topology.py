@@ -6,7 +6,7 @@ double as test vectors for our own X25519 derivation.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from ovpn.core.model import PoolMember, Server, User
 from ovpn.geodata.dat import DomainRule, DomainType, write_geoip, write_geosite
@@ -22,7 +22,7 @@ XRAY_KEY_PAIRS = {
 
 RELAY_UUID = "72a7bc9e-d377-417a-a79e-cbf1e8b38846"
 RELAY_SHORT_ID = "5e1a7c0ffee0d00d"
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SECRETS = {"GRAFANA_ADMIN_PASSWORD": "test-grafana-password", "OVPN_AGENT_TOKEN": "test-agent-token"}
 
 
@@ -47,36 +47,65 @@ def server(name: str, role: str, host: str, keys: str, short_id: str, **extra: o
 
 
 PROXY = server("proxy-ru", "proxy", "198.51.100.7", "proxy", "a1b2c3d4", proxy_preset="ru")
-BACKEND_1 = server("vpn-nl", "vpn", "203.0.113.10", "pool", "0123456789abcdef",
-                   relay_uuid=RELAY_UUID, relay_short_id=RELAY_SHORT_ID)
-BACKEND_2 = server("vpn-de", "vpn", "203.0.113.20", "pool", "0123456789abcdef",
-                   relay_uuid=RELAY_UUID, relay_short_id=RELAY_SHORT_ID)
+BACKEND_1 = server(
+    "vpn-nl",
+    "vpn",
+    "203.0.113.10",
+    "pool",
+    "0123456789abcdef",
+    relay_uuid=RELAY_UUID,
+    relay_short_id=RELAY_SHORT_ID,
+)
+BACKEND_2 = server(
+    "vpn-de",
+    "vpn",
+    "203.0.113.20",
+    "pool",
+    "0123456789abcdef",
+    relay_uuid=RELAY_UUID,
+    relay_short_id=RELAY_SHORT_ID,
+)
 SOLO = server("vpn-solo", "vpn", "203.0.113.30", "solo", "beef")
 
 USERS = (
-    User(username="alice", uuid="7de16ee7-504c-4fce-aec4-11358493ffad", email="alice@global", tags=("pilot",)),
-    User(username="bob", uuid="0f6a6a55-3c39-4c3e-9a43-1b0c3b0e5a10", email="bob@global",
-         expiry=date(2026, 12, 31), quota_bytes=50 * 1024**3),
+    User(
+        username="alice", uuid="7de16ee7-504c-4fce-aec4-11358493ffad", email="alice@global", tags=("pilot",)
+    ),
+    User(
+        username="bob",
+        uuid="0f6a6a55-3c39-4c3e-9a43-1b0c3b0e5a10",
+        email="bob@global",
+        expiry=date(2026, 12, 31),
+        quota_bytes=50 * 1024**3,
+    ),
     User(username="carol", uuid="4b1e8f0c-6f57-4f3a-8a8e-9f3f1c2d5e71", email="carol@global", enabled=False),
-    User(username="dave", uuid="9c0d7b2e-1a43-4e5f-8b6a-2d3c4e5f6a7b", email="dave@global",
-         expiry=date(2026, 11, 24)),
+    User(
+        username="dave",
+        uuid="9c0d7b2e-1a43-4e5f-8b6a-2d3c4e5f6a7b",
+        email="dave@global",
+        expiry=date(2026, 11, 24),
+    ),
 )
 
 
 def lab_geodata() -> Geodata:
     """Small geodata with the categories the ru preset names (the real feeds are tens of MB)."""
-    geosite = write_geosite({
-        "RU-AVAILABLE-ONLY-INSIDE": [
-            DomainRule(DomainType.DOMAIN, "gosuslugi.ru"),
-            DomainRule(DomainType.DOMAIN, "kinopoisk.com"),
-            DomainRule(DomainType.FULL, "lk.rt-only.example.com"),
-        ],
-        "CATEGORY-ADS-ALL": [DomainRule(DomainType.DOMAIN, "ads.example")],
-    })
-    geoip = write_geoip({
-        "RU": ["95.167.0.0/16", "2a00:1fa0::/32"],
-        "PRIVATE": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7"],
-    })
+    geosite = write_geosite(
+        {
+            "RU-AVAILABLE-ONLY-INSIDE": [
+                DomainRule(DomainType.DOMAIN, "gosuslugi.ru"),
+                DomainRule(DomainType.DOMAIN, "kinopoisk.com"),
+                DomainRule(DomainType.FULL, "lk.rt-only.example.com"),
+            ],
+            "CATEGORY-ADS-ALL": [DomainRule(DomainType.DOMAIN, "ads.example")],
+        }
+    )
+    geoip = write_geoip(
+        {
+            "RU": ["95.167.0.0/16", "2a00:1fa0::/32"],
+            "PRIVATE": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7"],
+        }
+    )
     return Geodata(geosite, geoip)
 
 
@@ -90,5 +119,6 @@ def request(target: Server) -> RenderRequest:
         geodata = lab_geodata()
     elif target in (BACKEND_1, BACKEND_2):
         attached = (PROXY.name,)
-    return RenderRequest(server=target, users=USERS, now=NOW, secrets=SECRETS, pool=pool,
-                         attached_to=attached, geodata=geodata)
+    return RenderRequest(
+        server=target, users=USERS, now=NOW, secrets=SECRETS, pool=pool, attached_to=attached, geodata=geodata
+    )

@@ -4,11 +4,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.support.topology import XRAY_KEY_PAIRS, lab_geodata
 
 from ovpn.cli.main import main
 from ovpn.geodata.dat import DomainRule, DomainType, write_geoip, write_geosite
 from ovpn.state.db import DB_FILE
-from tests.support.topology import XRAY_KEY_PAIRS, lab_geodata
 
 POOL_KEY = XRAY_KEY_PAIRS["pool"][0]
 
@@ -38,10 +38,30 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     for argv in (
         ["server", "add", "--name", "proxy-ru", "--role", "proxy", "--host", "198.51.100.7"],
         ["server", "add", "--name", "proxy-2", "--role", "proxy", "--host", "198.51.100.8"],
-        ["server", "add", "--name", "vpn-nl", "--role", "vpn", "--host", "203.0.113.10",
-         "--reality-private-key", POOL_KEY],
-        ["server", "add", "--name", "vpn-de", "--role", "vpn", "--host", "203.0.113.20",
-         "--reality-private-key", POOL_KEY],
+        [
+            "server",
+            "add",
+            "--name",
+            "vpn-nl",
+            "--role",
+            "vpn",
+            "--host",
+            "203.0.113.10",
+            "--reality-private-key",
+            POOL_KEY,
+        ],
+        [
+            "server",
+            "add",
+            "--name",
+            "vpn-de",
+            "--role",
+            "vpn",
+            "--host",
+            "203.0.113.20",
+            "--reality-private-key",
+            POOL_KEY,
+        ],
         ["server", "add", "--name", "vpn-odd", "--role", "vpn", "--host", "203.0.113.30"],
         ["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-nl"],
         ["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-de", "--priority", "200"],
@@ -58,43 +78,113 @@ def dump(data_dir: Path) -> list[str]:
 
 
 BAD = {
-    "unknown role": (["server", "add", "--name", "x", "--role", "exit", "--host", "203.0.113.1"], "unknown role"),
-    "unknown preset": (["server", "add", "--name", "x", "--role", "proxy", "--proxy-preset", "zz", "--host",
-                        "203.0.113.1"], "unknown proxy preset"),
-    "preset on vpn": (["server", "add", "--name", "x", "--role", "vpn", "--proxy-preset", "ru", "--host",
-                       "203.0.113.1"], "only for proxy servers"),
-    "shell name": (["server", "add", "--name", "x;reboot", "--role", "vpn", "--host", "203.0.113.1"],
-                   "invalid server name"),
-    "name with space": (["server", "add", "--name", "x y", "--role", "vpn", "--host", "203.0.113.1"],
-                        "invalid server name"),
-    "bad host": (["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1;id"], "invalid host"),
-    "bad ssh port": (["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1", "--ssh-port",
-                      "70000"], "invalid ssh-port"),
-    "bad port": (["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1", "--port", "0"],
-                 "invalid port"),
-    "malformed key": (["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1",
-                       "--reality-private-key", "not-a-key"], "malformed REALITY private key"),
-    "malformed short id": (["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1",
-                            "--reality-short-id", "xyz"], "malformed REALITY short id"),
-    "key mismatch": (["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1",
-                      "--reality-private-key", POOL_KEY, "--reality-public-key", XRAY_KEY_PAIRS["solo"][1]],
-                     "does not match the private key"),
-    "duplicate server": (["server", "add", "--name", "vpn-nl", "--role", "vpn", "--host", "203.0.113.1"],
-                         "already exists"),
-    "proxy as backend": (["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "proxy-2"],
-                         "cannot be a backend"),
-    "backend to a vpn server": (["server", "backend", "attach", "--proxy", "vpn-de", "--backend", "vpn-nl"],
-                                "not a proxy"),
-    "parity mismatch": (["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-odd"],
-                        "REALITY public key differs"),
-    "parity broken by set": (["server", "set", "vpn-nl", "--reality-server-name", "www.apple.com"],
-                             "REALITY server name differs"),
+    "unknown role": (
+        ["server", "add", "--name", "x", "--role", "exit", "--host", "203.0.113.1"],
+        "unknown role",
+    ),
+    "unknown preset": (
+        ["server", "add", "--name", "x", "--role", "proxy", "--proxy-preset", "zz", "--host", "203.0.113.1"],
+        "unknown proxy preset",
+    ),
+    "preset on vpn": (
+        ["server", "add", "--name", "x", "--role", "vpn", "--proxy-preset", "ru", "--host", "203.0.113.1"],
+        "only for proxy servers",
+    ),
+    "shell name": (
+        ["server", "add", "--name", "x;reboot", "--role", "vpn", "--host", "203.0.113.1"],
+        "invalid server name",
+    ),
+    "name with space": (
+        ["server", "add", "--name", "x y", "--role", "vpn", "--host", "203.0.113.1"],
+        "invalid server name",
+    ),
+    "bad host": (
+        ["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1;id"],
+        "invalid host",
+    ),
+    "bad ssh port": (
+        ["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1", "--ssh-port", "70000"],
+        "invalid ssh-port",
+    ),
+    "bad port": (
+        ["server", "add", "--name", "x", "--role", "vpn", "--host", "203.0.113.1", "--port", "0"],
+        "invalid port",
+    ),
+    "malformed key": (
+        [
+            "server",
+            "add",
+            "--name",
+            "x",
+            "--role",
+            "vpn",
+            "--host",
+            "203.0.113.1",
+            "--reality-private-key",
+            "not-a-key",
+        ],
+        "malformed REALITY private key",
+    ),
+    "malformed short id": (
+        [
+            "server",
+            "add",
+            "--name",
+            "x",
+            "--role",
+            "vpn",
+            "--host",
+            "203.0.113.1",
+            "--reality-short-id",
+            "xyz",
+        ],
+        "malformed REALITY short id",
+    ),
+    "key mismatch": (
+        [
+            "server",
+            "add",
+            "--name",
+            "x",
+            "--role",
+            "vpn",
+            "--host",
+            "203.0.113.1",
+            "--reality-private-key",
+            POOL_KEY,
+            "--reality-public-key",
+            XRAY_KEY_PAIRS["solo"][1],
+        ],
+        "does not match the private key",
+    ),
+    "duplicate server": (
+        ["server", "add", "--name", "vpn-nl", "--role", "vpn", "--host", "203.0.113.1"],
+        "already exists",
+    ),
+    "proxy as backend": (
+        ["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "proxy-2"],
+        "cannot be a backend",
+    ),
+    "backend to a vpn server": (
+        ["server", "backend", "attach", "--proxy", "vpn-de", "--backend", "vpn-nl"],
+        "not a proxy",
+    ),
+    "parity mismatch": (
+        ["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-odd"],
+        "REALITY public key differs",
+    ),
+    "parity broken by set": (
+        ["server", "set", "vpn-nl", "--reality-server-name", "www.apple.com"],
+        "REALITY server name differs",
+    ),
     "role change": (["server", "set", "vpn-nl", "--role", "proxy"], "No such option"),
     "remove attached backend": (["server", "remove", "vpn-de"], "still a backend of proxy-ru"),
     "remove proxy with backends": (["server", "remove", "proxy-ru"], "still has backends attached"),
     "missing server": (["server", "show", "nope"], "no server named 'nope'"),
-    "missing server render": (["config", "render", "--server", "nope", "--out", "/tmp/never"],
-                              "no server named 'nope'"),
+    "missing server render": (
+        ["config", "render", "--server", "nope", "--out", "/tmp/never"],
+        "no server named 'nope'",
+    ),
     "missing user": (["user", "show", "--username", "nobody"], "no user named 'nobody'"),
     "missing user link": (["user", "link", "--server", "vpn-nl", "--username", "nobody"], "no user named"),
     "bad username": (["user", "add", "--username", "$(id)"], "invalid username"),
@@ -124,7 +214,9 @@ def test_bad_input_is_refused_cleanly(case: str, seeded: Path, capsys: pytest.Ca
 def test_geodata_without_a_needed_category_is_refused(
     seeded: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (seeded / "thin-geosite.dat").write_bytes(write_geosite({"OTHER": [DomainRule(DomainType.FULL, "x.example")]}))
+    (seeded / "thin-geosite.dat").write_bytes(
+        write_geosite({"OTHER": [DomainRule(DomainType.FULL, "x.example")]})
+    )
     (seeded / "thin-geoip.dat").write_bytes(write_geoip({"PRIVATE": ["10.0.0.0/8"]}))
     monkeypatch.setenv("OVPN_PROXY_GEOSITE_PATH", str(seeded / "thin-geosite.dat"))
     monkeypatch.setenv("OVPN_PROXY_GEOIP_PATH", str(seeded / "thin-geoip.dat"))

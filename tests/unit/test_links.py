@@ -3,11 +3,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.topology import BACKEND_1, PROXY, SOLO, USERS
 
 from ovpn.core.links import client_config, vless_link
 from ovpn.core.model import User
 from ovpn.core.pool import plan_attach
-from tests.support.topology import BACKEND_1, PROXY, SOLO, USERS
 
 
 def test_link_has_the_documented_shape() -> None:
@@ -41,8 +41,14 @@ def test_link_round_trips_through_a_url_parser(username: str, uid: object) -> No
     assert unquote(parts.username or "") == str(uid)
     assert parts.port == SOLO.port
     assert query == {
-        "type": "tcp", "encryption": "none", "security": "reality", "sni": SOLO.reality_server_name,
-        "fp": "chrome", "pbk": SOLO.reality_public_key, "sid": SOLO.reality_short_id, "flow": "xtls-rprx-vision",
+        "type": "tcp",
+        "encryption": "none",
+        "security": "reality",
+        "sni": SOLO.reality_server_name,
+        "fp": "chrome",
+        "pbk": SOLO.reality_public_key,
+        "sid": SOLO.reality_short_id,
+        "flow": "xtls-rprx-vision",
     }
     assert unquote(parts.fragment) == f"ovpn-vpn-solo-{username}"
 

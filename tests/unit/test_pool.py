@@ -1,10 +1,10 @@
 import dataclasses
 
 import pytest
+from tests.support.topology import BACKEND_1, BACKEND_2, PROXY, RELAY_SHORT_ID, RELAY_UUID, SOLO, server
 
 from ovpn.core.pool import parity_problems, plan_attach, relay_identity_for
 from ovpn.errors import OvpnError
-from tests.support.topology import BACKEND_1, BACKEND_2, PROXY, RELAY_SHORT_ID, RELAY_UUID, SOLO, server
 
 FRESH = dataclasses.replace(BACKEND_2, name="vpn-fresh", relay_uuid=None, relay_short_id=None)
 
@@ -35,7 +35,10 @@ def test_parity_mismatch_names_each_field_and_server() -> None:
         plan_attach(PROXY, odd, [BACKEND_1])
     message = e.value.message
     assert "REALITY public key differs" in message
-    assert f"vpn-nl={BACKEND_1.reality_public_key}" in message and f"vpn-solo={SOLO.reality_public_key}" in message
+    assert (
+        f"vpn-nl={BACKEND_1.reality_public_key}" in message
+        and f"vpn-solo={SOLO.reality_public_key}" in message
+    )
     assert "REALITY server name differs: vpn-nl=www.microsoft.com, vpn-solo=www.apple.com" in message
     assert "relay" not in message  # the newcomer took the pool's relay identity
     assert BACKEND_1.reality_private_key not in message
@@ -44,7 +47,9 @@ def test_parity_mismatch_names_each_field_and_server() -> None:
 def test_a_backend_from_another_pool_with_another_uuid_is_refused() -> None:
     elsewhere = dataclasses.replace(BACKEND_2, relay_uuid="11111111-1111-4111-8111-111111111111")
     problems = parity_problems([BACKEND_1, elsewhere])
-    assert problems == [f"relay UUID differs: vpn-de=11111111-1111-4111-8111-111111111111, vpn-nl={RELAY_UUID}"]
+    assert problems == [
+        f"relay UUID differs: vpn-de=11111111-1111-4111-8111-111111111111, vpn-nl={RELAY_UUID}"
+    ]
 
 
 def test_a_proxy_cannot_be_a_backend() -> None:

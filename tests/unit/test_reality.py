@@ -3,10 +3,10 @@ import base64
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.topology import XRAY_KEY_PAIRS
 
 from ovpn.core import reality
 from ovpn.errors import OvpnError
-from tests.support.topology import XRAY_KEY_PAIRS
 
 
 @pytest.mark.parametrize(("private", "public"), XRAY_KEY_PAIRS.values())
@@ -43,8 +43,14 @@ def test_public_key_alone_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "short", "A" * 44, "+" * 43, "GDSn5Q-MfYCgeUx7pfaD5lRi0pe13O42hExP6r7o62U=",
-     "GDSn5Q-MfYCgeUx7pfaD5lRi0pe13O42hExP6r7o62V"],
+    [
+        "",
+        "short",
+        "A" * 44,
+        "+" * 43,
+        "GDSn5Q-MfYCgeUx7pfaD5lRi0pe13O42hExP6r7o62U=",
+        "GDSn5Q-MfYCgeUx7pfaD5lRi0pe13O42hExP6r7o62V",
+    ],
 )
 def test_malformed_private_keys_are_refused(bad: str) -> None:
     with pytest.raises(OvpnError, match="malformed REALITY private key"):

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.support.topology import XRAY_KEY_PAIRS
 
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
@@ -14,7 +15,6 @@ from ovpn.ops.servers import ServerSpec, add_server
 from ovpn.ops.users import add_user
 from ovpn.state.db import DB_FILE, Database, migrations
 from ovpn.state.secrets import KEY_FILE
-from tests.support.topology import XRAY_KEY_PAIRS
 
 
 def spec(name: str = "vpn-a") -> ServerSpec:
@@ -53,8 +53,9 @@ def test_the_key_can_come_from_the_environment_and_must_match(tmp_path: Path) ->
     key = "00" * 32
     add_server(App(tmp_path, env={"OVPN_SECRET_KEY": key}), spec())
     assert not (tmp_path / KEY_FILE).exists()
-    with App(tmp_path, env={"OVPN_SECRET_KEY": "11" * 32}).reading() as repo, pytest.raises(
-        OvpnError, match="secret key does not match"
+    with (
+        App(tmp_path, env={"OVPN_SECRET_KEY": "11" * 32}).reading() as repo,
+        pytest.raises(OvpnError, match="secret key does not match"),
     ):
         repo.server("vpn-a")
 
@@ -110,13 +111,32 @@ HOLD = textwrap.dedent(
 
 def test_a_held_lock_gives_a_clear_message_not_a_traceback(tmp_path: Path) -> None:
     add_user(App(tmp_path, env={}), "alice")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / DB_FILE)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / DB_FILE)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         env = {**os.environ, "OVPN_LOCK_TIMEOUT": "0.2"}
-        result = subprocess.run([sys.executable, "-m", "ovpn", "--data-dir", str(tmp_path), "user", "disable",
-                                 "--username", "alice"], capture_output=True, text=True, env=env, timeout=60)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ovpn",
+                "--data-dir",
+                str(tmp_path),
+                "user",
+                "disable",
+                "--username",
+                "alice",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
     finally:
         assert holder.stdin is not None
         holder.stdin.close()

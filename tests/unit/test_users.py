@@ -1,4 +1,4 @@
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,12 +13,12 @@ def user(**fields: object) -> User:
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1)))
 def test_expiry_means_active_through_the_end_of_that_utc_day(day: date) -> None:
     u = user(expiry=day)
-    last_second = datetime.combine(day, time(23, 59, 59, 999999), tzinfo=timezone.utc)
+    last_second = datetime.combine(day, time(23, 59, 59, 999999), tzinfo=UTC)
     assert u.is_active(last_second)
     assert not u.is_active(last_second + timedelta(microseconds=1))
 
 
-@given(st.datetimes(timezones=st.just(timezone.utc)), st.booleans())
+@given(st.datetimes(timezones=st.just(UTC)), st.booleans())
 def test_without_expiry_only_the_enabled_flag_counts(now: datetime, enabled: bool) -> None:
     assert user(enabled=enabled).is_active(now) is enabled
 

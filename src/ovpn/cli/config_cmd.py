@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import click
 
+from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, warn
 
 _MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "warning": "warn"}
@@ -20,11 +20,15 @@ def config() -> None:
 
 @config.command("render")
 @click.option("--server", "server_name", required=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the bundle into.")
-@click.option("--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image for this render.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Directory to write the bundle into."
+)
+@click.option(
+    "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image for this render."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def render(ctx: Any, server_name: str, out: str, images: tuple[str, ...], as_json: bool) -> None:
+def render(ctx: Context, /, server_name: str, out: str, images: tuple[str, ...], as_json: bool) -> None:
     """Write the bundle exactly as it will sit under /opt/ovpn."""
     from ovpn.ops.render import render_server, write_bundle
     from ovpn.ops.servers import parse_images
@@ -33,8 +37,15 @@ def render(ctx: Any, server_name: str, out: str, images: tuple[str, ...], as_jso
     rendered = render_server(ctx.app, server_name, image_overrides=parse_images(images))
     write_bundle(rendered.bundle, Path(out))
     if as_json:
-        emit_json({"server": server_name, "out": out, "bundle_sha256": bundle_digest(rendered.bundle),
-                   "files": sorted(rendered.bundle), "warnings": rendered.warnings})
+        emit_json(
+            {
+                "server": server_name,
+                "out": out,
+                "bundle_sha256": bundle_digest(rendered.bundle),
+                "files": sorted(rendered.bundle),
+                "warnings": rendered.warnings,
+            }
+        )
         return
     for message in rendered.warnings:
         warn(message)
@@ -45,7 +56,7 @@ def render(ctx: Any, server_name: str, out: str, images: tuple[str, ...], as_jso
 @click.option("--server", "server_name", required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def validate(ctx: Any, server_name: str, as_json: bool) -> None:
+def validate(ctx: Context, /, server_name: str, as_json: bool) -> None:
     """Render into a temporary directory and run every installed validator on it."""
     from ovpn.ops.render import render_server, write_bundle
     from ovpn.ops.validate import validate_bundle
@@ -57,8 +68,14 @@ def validate(ctx: Any, server_name: str, as_json: bool) -> None:
         results = validate_bundle(bundle_dir)
     failed = [r for r in results if r.status == "failed"]
     if as_json:
-        emit_json({"server": server_name, "ok": not failed, "warnings": rendered.warnings,
-                   "validators": [r.__dict__ for r in results]})
+        emit_json(
+            {
+                "server": server_name,
+                "ok": not failed,
+                "warnings": rendered.warnings,
+                "validators": [r.__dict__ for r in results],
+            }
+        )
     else:
         for message in rendered.warnings:
             warn(message)
@@ -69,7 +86,9 @@ def validate(ctx: Any, server_name: str, as_json: bool) -> None:
                 for line in rest[:20]:
                     click.echo(f"       {line}")
         verdict = "invalid" if failed else "valid"
-        click.echo(f"{server_name}: bundle {verdict} ({len(failed)} failed, "
-                   f"{sum(r.status == 'skipped' for r in results)} skipped)")
+        click.echo(
+            f"{server_name}: bundle {verdict} ({len(failed)} failed, "
+            f"{sum(r.status == 'skipped' for r in results)} skipped)"
+        )
     if failed:
         click.get_current_context().exit(1)

@@ -13,8 +13,12 @@ _MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "warning": "warn
 
 
 @click.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False),
-              help="New data directory for the demo (default: a fresh temporary one).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="New data directory for the demo (default: a fresh temporary one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def demo(ctx: click.Context, directory: str | None, as_json: bool) -> None:
@@ -26,14 +30,16 @@ def demo(ctx: click.Context, directory: str | None, as_json: bool) -> None:
     report = run_demo(data_dir, progress=(lambda m: None) if as_json else (lambda m: click.echo(f"==> {m}")))
     failed = [r for results in report.validation.values() for r in results if r.status == "failed"]
     if as_json:
-        emit_json({
-            "data_dir": str(report.data_dir),
-            "bundles": {k: str(v) for k, v in report.bundles.items()},
-            "validation": {k: [r.__dict__ for r in v] for k, v in report.validation.items()},
-            "routes": [r.__dict__ for r in report.routes],
-            "link": report.link,
-            "ok": not failed,
-        })
+        emit_json(
+            {
+                "data_dir": str(report.data_dir),
+                "bundles": {k: str(v) for k, v in report.bundles.items()},
+                "validation": {k: [r.__dict__ for r in v] for k, v in report.validation.items()},
+                "routes": [r.__dict__ for r in report.routes],
+                "link": report.link,
+                "ok": not failed,
+            }
+        )
     else:
         for name, results in report.validation.items():
             click.echo(f"\n{name}: bundle in {report.bundles[name]}")
@@ -42,8 +48,8 @@ def demo(ctx: click.Context, directory: str | None, as_json: bool) -> None:
             for r in results:
                 click.echo(f"  [{_MARK[r.status]}] {r.name:16} {(r.message.splitlines() or [''])[0]}")
         click.echo("\nHow proxy-ru routes (same rules and geodata it ships):")
-        for r in report.routes:
-            click.echo(f"  {r.destination:14} -> {r.outbound:13} {r.rule or ''}")
+        for explained in report.routes:
+            click.echo(f"  {explained.destination:14} -> {explained.outbound:13} {explained.rule or ''}")
         click.echo(f"\nalice's link to the proxy:\n{report.link}\n")
         click.echo(qr_terminal(report.link), nl=False)
         click.echo(f"\nState: {report.data_dir} (try: ./ovpn --data-dir {report.data_dir} server list)")

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Any
 
 import click
 
 from ovpn import __version__
 from ovpn.cli import config_cmd, demo_cmd, route_cmd, server_cmd, user_cmd
+from ovpn.cli.context import Context
 from ovpn.errors import OvpnError
-
-
-class Context:
-    """What every command gets: the data directory, and the App opened on first use."""
-
-    def __init__(self, data_dir: str | None) -> None:
-        self._data_dir = data_dir
-        self._app: Any = None
-
-    @property
-    def app(self) -> Any:
-        if self._app is None:
-            from ovpn.ops.app import App, resolve_data_dir
-
-            self._app = App(resolve_data_dir(self._data_dir))
-        return self._app
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,5 +30,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
 
 def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
-
-

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
+from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json
 
 
@@ -19,7 +18,7 @@ def route() -> None:
 @click.argument("destination")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def explain(ctx: Any, server_name: str, destination: str, as_json: bool) -> None:
+def explain(ctx: Context, /, server_name: str, destination: str, as_json: bool) -> None:
     """Say whether DESTINATION (domain or IP) exits directly or goes to the foreign pool, and why."""
     from ovpn.ops.route import explain as do_explain
 

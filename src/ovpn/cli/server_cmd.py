@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, table, warn
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -58,10 +59,12 @@ def server() -> None:
 @click.option("--reality-server-name", default="www.microsoft.com", show_default=True, help="REALITY SNI.")
 @click.option("--reality-target", help="REALITY target host:port (default: SERVER_NAME:443).")
 @click.option("--xray-version", default="26.7.28", show_default=True, help="Pinned Xray-core release.")
-@click.option("--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image (repeatable).")
+@click.option(
+    "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image (repeatable)."
+)
 @json_option
 @click.pass_obj
-def add(ctx: Any, as_json: bool, **options: Any) -> None:
+def add(ctx: Context, /, as_json: bool, **options: Any) -> None:
     """Register a server in local state (touches no host)."""
     from ovpn.ops.servers import ServerSpec, add_server
 
@@ -80,7 +83,7 @@ def add(ctx: Any, as_json: bool, **options: Any) -> None:
 @server.command("list")
 @json_option
 @click.pass_obj
-def list_(ctx: Any, as_json: bool) -> None:
+def list_(ctx: Context, /, as_json: bool) -> None:
     """List servers."""
     with ctx.app.reading() as repo:
         servers = repo.servers()
@@ -93,7 +96,16 @@ def list_(ctx: Any, as_json: bool) -> None:
         pools.setdefault(a.proxy, []).append(a.backend)
         pools.setdefault(a.backend, []).append(a.proxy)
     rows = [
-        (s.name, s.role, s.proxy_preset or "", s.host, s.domain, s.port, ", ".join(pools.get(s.name, [])), s.xray_version)
+        (
+            s.name,
+            s.role,
+            s.proxy_preset or "",
+            s.host,
+            s.domain,
+            s.port,
+            ", ".join(pools.get(s.name, [])),
+            s.xray_version,
+        )
         for s in servers
     ]
     table(["Name", "Role", "Preset", "Host", "Domain", "Port", "Backends / proxies", "Xray"], rows)
@@ -104,14 +116,16 @@ def list_(ctx: Any, as_json: bool) -> None:
 @click.option("--reveal-secrets", is_flag=True, help="Include the REALITY private key.")
 @json_option
 @click.pass_obj
-def show(ctx: Any, name: str, reveal_secrets: bool, as_json: bool) -> None:
+def show(ctx: Context, /, name: str, reveal_secrets: bool, as_json: bool) -> None:
     """Show one server."""
     with ctx.app.reading() as repo:
         found = repo.server(name)
         doc = _public(found, reveal_secrets)
-        doc["backends"] = [
-            {"name": a.backend, "priority": a.priority} for a in repo.attachments(name)
-        ] if found.is_proxy else None
+        doc["backends"] = (
+            [{"name": a.backend, "priority": a.priority} for a in repo.attachments(name)]
+            if found.is_proxy
+            else None
+        )
         doc["attached_to"] = repo.proxies_of(name)
     if as_json:
         emit_json(doc)
@@ -139,10 +153,12 @@ def show(ctx: Any, name: str, reveal_secrets: bool, as_json: bool) -> None:
 @click.option("--reality-server-name")
 @click.option("--reality-target")
 @click.option("--xray-version")
-@click.option("--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override (SERVICE= removes).")
+@click.option(
+    "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override (SERVICE= removes)."
+)
 @json_option
 @click.pass_obj
-def set_(ctx: Any, name: str, as_json: bool, **options: Any) -> None:
+def set_(ctx: Context, /, name: str, as_json: bool, **options: Any) -> None:
     """Change fields of a server (deploy afterwards)."""
     from ovpn.errors import OvpnError
     from ovpn.ops.servers import set_server
@@ -156,13 +172,15 @@ def set_(ctx: Any, name: str, as_json: bool, **options: Any) -> None:
         return
     click.echo(f"updated {name}: {', '.join(sorted(changes))}")
     if {"reality_private_key", "reality_short_id", "reality_server_name", "domain", "port"} & changes.keys():
-        warn(f"links to {name} changed: hand out new ones with `ovpn user link --server {name}` after deploying")
+        warn(
+            f"links to {name} changed: hand out new ones with `ovpn user link --server {name}` after deploying"
+        )
 
 
 @server.command("remove")
 @click.argument("name")
 @click.pass_obj
-def remove(ctx: Any, name: str) -> None:
+def remove(ctx: Context, /, name: str) -> None:
     """Remove a server from local state (refused while it has attachments)."""
     from ovpn.ops.servers import remove_server
 
@@ -178,17 +196,26 @@ def backend() -> None:
 @backend.command("attach")
 @click.option("--proxy", "proxy_name", required=True)
 @click.option("--backend", "backend_name", required=True)
-@click.option("--priority", type=int, default=100, show_default=True, help="Lower is preferred; the rest are backups.")
+@click.option(
+    "--priority", type=int, default=100, show_default=True, help="Lower is preferred; the rest are backups."
+)
 @json_option
 @click.pass_obj
-def attach(ctx: Any, proxy_name: str, backend_name: str, priority: int, as_json: bool) -> None:
+def attach(ctx: Context, /, proxy_name: str, backend_name: str, priority: int, as_json: bool) -> None:
     """Attach a vpn server to a proxy's pool (provisions the relay identity once)."""
     from ovpn.ops.pools import attach as do_attach
 
     result = do_attach(ctx.app, proxy_name, backend_name, priority)
     if as_json:
-        emit_json({"proxy": proxy_name, "backend": backend_name, "priority": priority,
-                   "changed": result.changed, "provisioned_relay_identity": result.provisioned_identity})
+        emit_json(
+            {
+                "proxy": proxy_name,
+                "backend": backend_name,
+                "priority": priority,
+                "changed": result.changed,
+                "provisioned_relay_identity": result.provisioned_identity,
+            }
+        )
         return
     if not result.changed:
         click.echo(f"{backend_name} is already attached to {proxy_name} with priority {priority}")
@@ -203,7 +230,7 @@ def attach(ctx: Any, proxy_name: str, backend_name: str, priority: int, as_json:
 @click.option("--proxy", "proxy_name", required=True)
 @click.option("--backend", "backend_name", required=True)
 @click.pass_obj
-def detach(ctx: Any, proxy_name: str, backend_name: str) -> None:
+def detach(ctx: Context, /, proxy_name: str, backend_name: str) -> None:
     """Detach a backend from a proxy's pool."""
     from ovpn.ops.pools import detach as do_detach
 
@@ -215,7 +242,7 @@ def detach(ctx: Any, proxy_name: str, backend_name: str) -> None:
 @click.option("--proxy", "proxy_name", required=True)
 @json_option
 @click.pass_obj
-def list_backends(ctx: Any, proxy_name: str, as_json: bool) -> None:
+def list_backends(ctx: Context, /, proxy_name: str, as_json: bool) -> None:
     """List a proxy's backends in priority order."""
     from ovpn.ops.pools import attachments
 
@@ -227,5 +254,7 @@ def list_backends(ctx: Any, proxy_name: str, as_json: bool) -> None:
         click.echo(f"{proxy_name} has no backend attached (its foreign traffic fails closed)")
         return
     best = found[0].priority
-    table(["Backend", "Priority", "Role in pool"],
-          [(a.backend, a.priority, "active" if a.priority == best else "backup") for a in found])
+    table(
+        ["Backend", "Priority", "Role in pool"],
+        [(a.backend, a.priority, "active" if a.priority == best else "backup") for a in found],
+    )

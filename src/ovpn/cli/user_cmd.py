@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, table, warn
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -15,7 +16,7 @@ username_option = click.option("--username", required=True)
 
 
 def _doc(user: Any) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "username": user.username,
         "uuid": user.uuid,
@@ -63,8 +64,17 @@ def user() -> None:
 @click.option("--tags", default="", help="Comma-separated tags, e.g. pilot,batch-1.")
 @json_option
 @click.pass_obj
-def add(ctx: Any, username: str, uuid: str | None, email: str | None, expiry: str | None,
-        quota_gb: float | None, notes: str, tags: str, as_json: bool) -> None:
+def add(
+    ctx: Any,
+    username: str,
+    uuid: str | None,
+    email: str | None,
+    expiry: str | None,
+    quota_gb: float | None,
+    notes: str,
+    tags: str,
+    as_json: bool,
+) -> None:
     """Add a user."""
     from ovpn.core import validation
     from ovpn.ops.users import add_user
@@ -85,7 +95,7 @@ def add(ctx: Any, username: str, uuid: str | None, email: str | None, expiry: st
 @user.command("rm")
 @username_option
 @click.pass_obj
-def rm(ctx: Any, username: str) -> None:
+def rm(ctx: Context, /, username: str) -> None:
     """Remove a user."""
     from ovpn.ops.users import remove_user
 
@@ -97,7 +107,7 @@ def rm(ctx: Any, username: str) -> None:
 @username_option
 @json_option
 @click.pass_obj
-def enable(ctx: Any, username: str, as_json: bool) -> None:
+def enable(ctx: Context, /, username: str, as_json: bool) -> None:
     """Enable a user."""
     from ovpn.ops.users import set_enabled
 
@@ -108,7 +118,7 @@ def enable(ctx: Any, username: str, as_json: bool) -> None:
 @username_option
 @json_option
 @click.pass_obj
-def disable(ctx: Any, username: str, as_json: bool) -> None:
+def disable(ctx: Context, /, username: str, as_json: bool) -> None:
     """Disable a user."""
     from ovpn.ops.users import set_enabled
 
@@ -120,7 +130,7 @@ def disable(ctx: Any, username: str, as_json: bool) -> None:
 @click.option("--date", "day", required=True, help="Last active day, YYYY-MM-DD (UTC).")
 @json_option
 @click.pass_obj
-def expiry_set(ctx: Any, username: str, day: str, as_json: bool) -> None:
+def expiry_set(ctx: Context, /, username: str, day: str, as_json: bool) -> None:
     """Set the last active day (also re-enables the user)."""
     from ovpn.core import validation
     from ovpn.ops.users import set_expiry
@@ -132,7 +142,7 @@ def expiry_set(ctx: Any, username: str, day: str, as_json: bool) -> None:
 @username_option
 @json_option
 @click.pass_obj
-def expiry_clear(ctx: Any, username: str, as_json: bool) -> None:
+def expiry_clear(ctx: Context, /, username: str, as_json: bool) -> None:
     """Remove the expiry date (also re-enables the user)."""
     from ovpn.ops.users import set_expiry
 
@@ -144,7 +154,7 @@ def expiry_clear(ctx: Any, username: str, as_json: bool) -> None:
 @click.option("--gb", type=float, required=True, help="Rolling 30-day quota in GB; 0 = the default.")
 @json_option
 @click.pass_obj
-def quota_set(ctx: Any, username: str, gb: float, as_json: bool) -> None:
+def quota_set(ctx: Context, /, username: str, gb: float, as_json: bool) -> None:
     """Set a user's quota."""
     from ovpn.core import validation
     from ovpn.ops.users import set_quota
@@ -156,7 +166,7 @@ def quota_set(ctx: Any, username: str, gb: float, as_json: bool) -> None:
 @click.option("--tag", help="Only users with this tag.")
 @json_option
 @click.pass_obj
-def list_(ctx: Any, tag: str | None, as_json: bool) -> None:
+def list_(ctx: Context, /, tag: str | None, as_json: bool) -> None:
     """List users."""
     from ovpn.ops.users import list_users
 
@@ -166,8 +176,18 @@ def list_(ctx: Any, tag: str | None, as_json: bool) -> None:
         return
     table(
         ["User", "Email", "State", "Expiry", "Quota", "Tags", "UUID"],
-        [(d["username"], d["email"], _state(d), d["expiry"] or "", _gb(d["quota_bytes"]), ",".join(d["tags"]),
-          d["uuid"][:8]) for d in docs],
+        [
+            (
+                d["username"],
+                d["email"],
+                _state(d),
+                d["expiry"] or "",
+                _gb(d["quota_bytes"]),
+                ",".join(d["tags"]),
+                d["uuid"][:8],
+            )
+            for d in docs
+        ],
     )
 
 
@@ -175,7 +195,7 @@ def list_(ctx: Any, tag: str | None, as_json: bool) -> None:
 @username_option
 @json_option
 @click.pass_obj
-def show(ctx: Any, username: str, as_json: bool) -> None:
+def show(ctx: Context, /, username: str, as_json: bool) -> None:
     """Show one user."""
     from ovpn.ops.users import get_user
 
@@ -197,8 +217,17 @@ def show(ctx: Any, username: str, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Write links and QR PNGs for --tag here.")
 @click.option("--socks-port", type=int, default=10808, show_default=True, help="SOCKS port for xray-json.")
 @click.pass_obj
-def link(ctx: Any, server_name: str, username: str | None, tag: str | None, fmt: str, qr: bool,
-         qr_file: str | None, out: str | None, socks_port: int) -> None:
+def link(
+    ctx: Any,
+    server_name: str,
+    username: str | None,
+    tag: str | None,
+    fmt: str,
+    qr: bool,
+    qr_file: str | None,
+    out: str | None,
+    socks_port: int,
+) -> None:
     """Print a user's link to a server (for a proxy: the proxy's entry link)."""
     import json
 
@@ -207,7 +236,9 @@ def link(ctx: Any, server_name: str, username: str | None, tag: str | None, fmt:
     from ovpn.ops.links import client_json, links_for, qr_png, qr_terminal, write_private
 
     if (username is None) == (tag is None):
-        raise OvpnError("give either --username or --tag", "--tag writes every tagged user's link into --out DIR")
+        raise OvpnError(
+            "give either --username or --tag", "--tag writes every tagged user's link into --out DIR"
+        )
     validation.port(socks_port, "socks-port")
     if tag is not None:
         if out is None:
@@ -227,7 +258,7 @@ def link(ctx: Any, server_name: str, username: str | None, tag: str | None, fmt:
         click.echo(f"wrote {len(links)} links for tag {tag} to {directory}")
         return
     (item,) = links_for(ctx.app, server_name, usernames=[str(username)])
-    if not item.user.is_active(datetime.now(timezone.utc)):
+    if not item.user.is_active(datetime.now(UTC)):
         warn(f"{item.user.username} is disabled or expired: the link will not connect until re-enabled")
     if fmt == "xray-json":
         click.echo(json.dumps(client_json(item, socks_port), indent=2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 Role = Literal["vpn", "proxy"]
@@ -78,7 +78,7 @@ class User:
         """Expiry date D means active through 23:59:59 UTC of D: the cutoff is the next midnight."""
         if self.expiry is None:
             return None
-        return datetime.combine(self.expiry + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+        return datetime.combine(self.expiry + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
     def is_expired(self, now: datetime) -> bool:
         cutoff = self.expires_at()

@@ -78,7 +78,9 @@ def xray_version(value: str) -> str:
 def reality_target(value: str) -> str:
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise OvpnError(f"invalid REALITY target {value!r}", "give host:port, for example www.microsoft.com:443")
+        raise OvpnError(
+            f"invalid REALITY target {value!r}", "give host:port, for example www.microsoft.com:443"
+        )
     hostname(host, "reality-target")
     port(int(port_text), "reality-target port")
     return value

@@ -28,8 +28,17 @@ DEMO_GEOSITE = {
 }
 DEMO_GEOIP = {
     "RU": ["77.88.0.0/18", "87.250.224.0/19", "2a02:6b8::/29"],
-    "PRIVATE": ["10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-                "192.168.0.0/16", "::1/128", "fc00::/7", "fe80::/10"],
+    "PRIVATE": [
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ],
 }
 DEMO_DESTINATIONS = ("sberbank.com", "mail.ru", "example.com", "77.88.55.88", "192.168.1.1", "1.1.1.1")
 
@@ -54,19 +63,38 @@ def write_demo_geodata(directory: Path) -> tuple[Path, Path]:
 
 def run_demo(data_dir: Path, progress: Callable[[str], None]) -> DemoReport:
     if (data_dir / "ovpn.db").exists():
-        raise OvpnError(f"{data_dir} already holds ovpn state", "the demo needs a new directory: pass --dir NEW_DIR")
+        raise OvpnError(
+            f"{data_dir} already holds ovpn state", "the demo needs a new directory: pass --dir NEW_DIR"
+        )
     geosite, geoip = write_demo_geodata(data_dir / "demo-geodata")
     app = App(data_dir, env={"OVPN_PROXY_GEOSITE_PATH": str(geosite), "OVPN_PROXY_GEOIP_PATH": str(geoip)})
     report = DemoReport(data_dir)
 
     progress("registering proxy-ru (role proxy, preset ru) and backends vpn-nl, vpn-de")
-    servers.add_server(app, servers.ServerSpec(name="proxy-ru", role="proxy", proxy_preset="ru",
-                                               host="198.51.100.7", domain="proxy-ru.example.net"))
-    backend = servers.add_server(app, servers.ServerSpec(name="vpn-nl", role="vpn", host="203.0.113.10",
-                                                         domain="vpn-nl.example.net"))
-    servers.add_server(app, servers.ServerSpec(
-        name="vpn-de", role="vpn", host="203.0.113.20", domain="vpn-de.example.net",
-        reality_private_key=backend.reality_private_key, reality_short_id=backend.reality_short_id))
+    servers.add_server(
+        app,
+        servers.ServerSpec(
+            name="proxy-ru",
+            role="proxy",
+            proxy_preset="ru",
+            host="198.51.100.7",
+            domain="proxy-ru.example.net",
+        ),
+    )
+    backend = servers.add_server(
+        app, servers.ServerSpec(name="vpn-nl", role="vpn", host="203.0.113.10", domain="vpn-nl.example.net")
+    )
+    servers.add_server(
+        app,
+        servers.ServerSpec(
+            name="vpn-de",
+            role="vpn",
+            host="203.0.113.20",
+            domain="vpn-de.example.net",
+            reality_private_key=backend.reality_private_key,
+            reality_short_id=backend.reality_short_id,
+        ),
+    )
     progress("adding the pilot user alice")
     alice = users.add_user(app, "alice", tags=("pilot",))
     progress("attaching vpn-nl (priority 100) and vpn-de (priority 200) to proxy-ru")

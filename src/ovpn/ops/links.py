@@ -24,7 +24,9 @@ class UserLink:
     link: str
 
 
-def links_for(app: App, server_name: str, usernames: list[str] | None = None, tag: str | None = None) -> list[UserLink]:
+def links_for(
+    app: App, server_name: str, usernames: list[str] | None = None, tag: str | None = None
+) -> list[UserLink]:
     with app.reading() as repo:
         server = repo.server(server_name)
         users = [repo.user(u) for u in usernames] if usernames is not None else repo.users(tag)

@@ -19,7 +19,9 @@ class AttachResult:
 
 def attach(app: App, proxy_name: str, backend_name: str, priority: int) -> AttachResult:
     if priority < 0:
-        raise OvpnError(f"invalid priority {priority}", "a priority is 0 or more; lower numbers are preferred")
+        raise OvpnError(
+            f"invalid priority {priority}", "a priority is 0 or more; lower numbers are preferred"
+        )
     if proxy_name == backend_name:
         raise OvpnError("a server cannot be its own backend", "attach a vpn server to a proxy")
     with app.writing() as repo:
@@ -50,5 +52,7 @@ def attachments(app: App, proxy_name: str) -> list[Attachment]:
     with app.reading() as repo:
         proxy = repo.server(proxy_name)
         if proxy.role != "proxy":
-            raise OvpnError(f"{proxy_name} is a {proxy.role} server, not a proxy", "backends belong to proxies")
+            raise OvpnError(
+                f"{proxy_name} is a {proxy.role} server, not a proxy", "backends belong to proxies"
+            )
         return repo.attachments(proxy_name)

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ovpn.core.model import Server
@@ -65,7 +65,9 @@ def render_server(
         for secret_name in SERVER_SECRETS:
             value = repo.secret(name, secret_name)
             if value is None:
-                raise OvpnError(f"{name} has no {secret_name} in the state", "the state file was edited by hand")
+                raise OvpnError(
+                    f"{name} has no {secret_name} in the state", "the state file was edited by hand"
+                )
             secrets[secret_name] = value
     warnings: list[str] = []
     blobs = None
@@ -80,7 +82,7 @@ def render_server(
         RenderRequest(
             server=server,
             users=users,
-            now=now or datetime.now(timezone.utc),
+            now=now or datetime.now(UTC),
             secrets=secrets,
             pool=pool,
             attached_to=attached_to,
@@ -94,7 +96,9 @@ def render_server(
 def write_bundle(bundle: Bundle, out: Path) -> None:
     """Write the bundle as it will sit under /opt/ovpn, replacing a previous bundle in `out` atomically."""
     if out.exists() and any(out.iterdir()) and not (out / "docker-compose.yml").exists():
-        raise OvpnError(f"{out} is not empty and does not hold an ovpn bundle", "choose an empty or new directory")
+        raise OvpnError(
+            f"{out} is not empty and does not hold an ovpn bundle", "choose an empty or new directory"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,9 @@ def parse_images(items: tuple[str, ...] | list[str]) -> dict[str, str]:
                 f"use SERVICE=IMAGE with SERVICE one of: {', '.join(SERVICES)}",
             )
         if ref and (any(c.isspace() for c in ref) or any(c in ref for c in "$`'\"\\;&|<>")):
-            raise OvpnError(f"invalid image reference {ref!r}", "give a plain reference such as registry/name:tag")
+            raise OvpnError(
+                f"invalid image reference {ref!r}", "give a plain reference such as registry/name:tag"
+            )
         images[service] = ref
     return images
 
@@ -67,7 +69,9 @@ def _role(value: str) -> str:
 def _preset(role: str, value: str | None) -> str | None:
     if role == "vpn":
         if value is not None:
-            raise OvpnError("--proxy-preset is only for proxy servers", "drop --proxy-preset or use --role proxy")
+            raise OvpnError(
+                "--proxy-preset is only for proxy servers", "drop --proxy-preset or use --role proxy"
+            )
         return None
     preset = value or DEFAULT_PROXY_PRESET
     if preset not in PRESETS:

@@ -44,7 +44,13 @@ def _compose_command(env: Mapping[str, str]) -> list[str] | None:
 def _run(name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> CheckResult:
     try:
         proc = subprocess.run(
-            list(argv), capture_output=True, text=True, env=dict(env), cwd=cwd, timeout=TIMEOUT_SECONDS, check=False
+            list(argv),
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            cwd=cwd,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return CheckResult(name, "failed", f"timed out after {TIMEOUT_SECONDS}s: {' '.join(argv)}")
@@ -72,7 +78,9 @@ def validate_bundle(bundle_dir: Path, env: Mapping[str, str] = os.environ) -> li
         with tempfile.TemporaryDirectory() as empty_assets:
             assets = bundle_dir / "geodata" if "geodata/geosite.dat" in files else Path(empty_assets)
             xray_env = {**env, "XRAY_LOCATION_ASSET": str(assets)}
-            results.append(_run("xray", [xray, "run", "-test", "-c", "xray/config.json"], xray_env, bundle_dir))
+            results.append(
+                _run("xray", [xray, "run", "-test", "-c", "xray/config.json"], xray_env, bundle_dir)
+            )
 
     if "haproxy/haproxy.cfg" in files:
         haproxy = tool_or_skip("haproxy", "haproxy")
@@ -82,8 +90,12 @@ def validate_bundle(bundle_dir: Path, env: Mapping[str, str] = os.environ) -> li
     promtool = tool_or_skip("promtool", "promtool")
     if promtool:
         results.append(
-            _run("promtool config", [promtool, "check", "config", "--syntax-only",
-                                     "monitoring/prometheus/prometheus.yml"], env, bundle_dir)
+            _run(
+                "promtool config",
+                [promtool, "check", "config", "--syntax-only", "monitoring/prometheus/prometheus.yml"],
+                env,
+                bundle_dir,
+            )
         )
         rules = sorted(f for f in files if f.startswith("monitoring/prometheus/rules/"))
         results.append(_run("promtool rules", [promtool, "check", "rules", *rules], env, bundle_dir))
@@ -91,12 +103,19 @@ def validate_bundle(bundle_dir: Path, env: Mapping[str, str] = os.environ) -> li
     amtool = tool_or_skip("amtool", "amtool")
     if amtool:
         results.append(
-            _run("amtool", [amtool, "check-config", "monitoring/alertmanager/alertmanager.yml"], env, bundle_dir)
+            _run(
+                "amtool",
+                [amtool, "check-config", "monitoring/alertmanager/alertmanager.yml"],
+                env,
+                bundle_dir,
+            )
         )
 
     compose = _compose_command(env)
     if compose is None:
-        results.append(CheckResult("compose", "skipped", "neither `docker compose` nor docker-compose is installed"))
+        results.append(
+            CheckResult("compose", "skipped", "neither `docker compose` nor docker-compose is installed")
+        )
     else:
         compose_files = [a for f in sorted(files) if f.startswith("docker-compose") for a in ("-f", f)]
         argv = [*compose, "--project-directory", ".", "--env-file", ".env", *compose_files, "config", "-q"]

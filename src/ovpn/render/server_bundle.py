@@ -63,8 +63,10 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     if server.is_proxy:
         preset = PRESETS.get(server.proxy_preset or "")
         if preset is None:
-            raise OvpnError(f"{server.name} names an unknown proxy preset {server.proxy_preset!r}",
-                            f"known presets: {', '.join(sorted(PRESETS))}")
+            raise OvpnError(
+                f"{server.name} names an unknown proxy preset {server.proxy_preset!r}",
+                f"known presets: {', '.join(sorted(PRESETS))}",
+            )
         if request.geodata is None:
             raise OvpnError(f"{server.name} is a proxy and needs geodata to render", "")
         members = [m.server for m in request.pool]

@@ -58,7 +58,7 @@ def _client(user_id: str, email: str) -> dict[str, Any]:
 def _inbound(server: Server, clients: list[dict[str, Any]], short_ids: list[str]) -> dict[str, Any]:
     return {
         "tag": CLIENT_INBOUND_TAG,
-        "listen": "0.0.0.0",
+        "listen": "0.0.0.0",  # noqa: S104 - the public inbound, inside the container
         "port": server.port,
         "protocol": "vless",
         "settings": {"clients": clients, "decryption": "none"},
@@ -82,7 +82,9 @@ def foreign_pool_outbound(relay: Server | None) -> dict[str, Any]:
     """The relay to the local HAProxy; with no backend attached it is a blackhole, so nothing leaks out."""
     if relay is None or relay.relay_uuid is None or relay.relay_short_id is None:
         return {"tag": "foreign-pool", "protocol": "blackhole", "settings": {}}
-    reality = reality_client_settings(relay.reality_server_name, relay.reality_public_key, relay.relay_short_id)
+    reality = reality_client_settings(
+        relay.reality_server_name, relay.reality_public_key, relay.relay_short_id
+    )
     return vless_outbound("foreign-pool", RELAY_HOST, RELAY_PORT, relay.relay_uuid, reality)
 
 
@@ -121,7 +123,11 @@ def render_xray_config(
 
     return {
         "log": {"loglevel": "warning"},
-        "api": {"tag": "api", "listen": f"0.0.0.0:{API_PORT}", "services": ["HandlerService", "StatsService"]},
+        "api": {
+            "tag": "api",
+            "listen": f"0.0.0.0:{API_PORT}",
+            "services": ["HandlerService", "StatsService"],
+        },
         "stats": {},
         "policy": {
             "levels": {

@@ -64,8 +64,10 @@ class Database:
         try:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
-            raise OvpnError(f"cannot create the data directory {data_dir}: {e.strerror}",
-                            "choose another with --data-dir or OVPN_DATA_DIR") from None
+            raise OvpnError(
+                f"cannot create the data directory {data_dir}: {e.strerror}",
+                "choose another with --data-dir or OVPN_DATA_DIR",
+            ) from None
         self.conn = sqlite3.connect(
             data_dir / DB_FILE, timeout=lock_timeout, isolation_level=None, check_same_thread=False
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from ovpn.core.model import Attachment, PoolMember, Server, User
 from ovpn.errors import OvpnError
@@ -18,7 +18,7 @@ _SERVER_COLUMNS = (
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _private_key_context(name: str) -> str:
@@ -192,7 +192,9 @@ class Repository:
     def add_user(self, user: User) -> None:
         for column, value in (("username", user.username), ("uuid", user.uuid), ("email", user.email)):
             if self.conn.execute(f"SELECT 1 FROM users WHERE {column} = ?", (value,)).fetchone():  # noqa: S608
-                raise OvpnError(f"a user with {column} {value!r} already exists", f"choose another --{column}")
+                raise OvpnError(
+                    f"a user with {column} {value!r} already exists", f"choose another --{column}"
+                )
         now = _now()
         self.conn.execute(
             "INSERT INTO users (username, uuid, email, enabled, expiry_date, quota_bytes, notes, tags, "
@@ -203,7 +205,16 @@ class Repository:
     @staticmethod
     def _user_values(u: User) -> tuple[object, ...]:
         expiry = u.expiry.isoformat() if u.expiry else None
-        return (u.username, u.uuid, u.email, int(u.enabled), expiry, u.quota_bytes, u.notes, json.dumps(u.tags))
+        return (
+            u.username,
+            u.uuid,
+            u.email,
+            int(u.enabled),
+            expiry,
+            u.quota_bytes,
+            u.notes,
+            json.dumps(u.tags),
+        )
 
     def update_user(self, user: User) -> None:
         self.conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
 from collections.abc import Mapping
@@ -23,14 +24,11 @@ def _parse_key(text: str, origin: str) -> bytes:
     text = text.strip()
     candidates: list[bytes] = []
     if len(text) == 64:
-        try:
+        with contextlib.suppress(ValueError):
             candidates.append(bytes.fromhex(text))
-        except ValueError:
-            pass
-    try:
-        candidates.append(base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_"))
-    except (binascii.Error, ValueError):
-        pass
+    with contextlib.suppress(binascii.Error, ValueError):
+        # Standard or URL-safe base64, padded or not.
+        candidates.append(base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)))
     for key in candidates:
         if len(key) == 32:
             return key
