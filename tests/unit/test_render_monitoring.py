@@ -103,13 +103,18 @@ def test_token_file_is_empty_and_private(proxy: Bundle) -> None:
     token = proxy["monitoring/secrets/telegram_bot_token"]
     assert token.content == b""
     assert token.mode == 0o600
-    assert all(f.mode == 0o644 for path, f in proxy.items() if path != "monitoring/secrets/telegram_bot_token")
+    assert all(
+        f.mode == 0o644 for path, f in proxy.items() if path != "monitoring/secrets/telegram_bot_token"
+    )
 
 
 def test_json_files_are_canonical(proxy: Bundle) -> None:
     for path, file in proxy.items():
         if path.endswith(".json"):
-            assert file.content == (json.dumps(json.loads(file.content), indent=2, sort_keys=True) + "\n").encode()
+            assert (
+                file.content
+                == (json.dumps(json.loads(file.content), indent=2, sort_keys=True) + "\n").encode()
+            )
 
 
 def test_other_servers_render_other_names() -> None:
@@ -174,7 +179,9 @@ def test_compose_volumes_and_bot_mounts(proxy: Bundle) -> None:
 
 def test_bot_sees_haproxy_only_on_proxies(vpn: Bundle, proxy: Bundle) -> None:
     def env(bundle: Bundle) -> dict[str, str]:
-        return dict(load(bundle, "docker-compose.monitoring.yml")["services"]["ovpn-telegram-bot"]["environment"])
+        return dict(
+            load(bundle, "docker-compose.monitoring.yml")["services"]["ovpn-telegram-bot"]["environment"]
+        )
 
     assert env(proxy)["OVPN_TELEGRAM_HAPROXY_URL"] == "http://haproxy:8404/metrics"
     assert "haproxy=ovpn-haproxy" in env(proxy)["OVPN_TELEGRAM_SERVICES"].split(",")
@@ -347,7 +354,11 @@ def _seconds(duration: str) -> int:
 
 def test_grafana_provisioning(proxy: Bundle) -> None:
     (source,) = load(proxy, "monitoring/grafana/provisioning/datasources/prometheus.yml")["datasources"]
-    assert (source["uid"], source["type"], source["url"]) == ("prometheus", "prometheus", "http://prometheus:9090")
+    assert (source["uid"], source["type"], source["url"]) == (
+        "prometheus",
+        "prometheus",
+        "http://prometheus:9090",
+    )
     (provider,) = load(proxy, "monitoring/grafana/provisioning/dashboards/dashboards.yml")["providers"]
     assert provider["folder"] == "ovpn"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"

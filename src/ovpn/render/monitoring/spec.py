@@ -1,0 +1,112 @@
+"""What the monitoring renderer needs to know about a host, and the names every monitoring file shares.
+
+The container, job and port names here are the contract between the Compose file, the Prometheus scrape
+jobs, the alert rules (cAdvisor's `name` label is the container name) and the dashboards. The main Compose
+file names its containers `ovpn-xray`, `ovpn-agent` and, on proxies, `ovpn-haproxy`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ovpn.errors import OvpnError
+
+Role = Literal["vpn", "proxy"]
+
+NETWORK = "ovpn-net"
+
+# Monitoring service -> the variable in `.env` that may override its image.
+IMAGE_VARIABLES: Mapping[str, str] = {
+    "prometheus": "PROMETHEUS_IMAGE",
+    "alertmanager": "ALERTMANAGER_IMAGE",
+    "grafana": "GRAFANA_IMAGE",
+    "node-exporter": "NODE_EXPORTER_IMAGE",
+    "cadvisor": "CADVISOR_IMAGE",
+    "ovpn-telegram-bot": "OVPN_TELEGRAM_BOT_IMAGE",
+}
+MONITORING_SERVICES = tuple(IMAGE_VARIABLES)
+
+# Container names (cAdvisor reports them as the `name` label).
+XRAY_CONTAINER = "ovpn-xray"
+AGENT_CONTAINER = "ovpn-agent"
+HAPROXY_CONTAINER = "ovpn-haproxy"
+MONITORING_CONTAINERS: Mapping[str, str] = {
+    "prometheus": "ovpn-prometheus",
+    "alertmanager": "ovpn-alertmanager",
+    "grafana": "ovpn-grafana",
+    "node-exporter": "ovpn-node-exporter",
+    "cadvisor": "ovpn-cadvisor",
+    "ovpn-telegram-bot": "ovpn-telegram-bot",
+}
+
+# Ports inside the compose network.
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+GRAFANA_PORT = 3000
+NODE_EXPORTER_PORT = 9100
+CADVISOR_PORT = 8080
+AGENT_PORT = 9090
+BOT_PORT = 8080
+HAPROXY_METRICS_PORT = 8404
+
+# Loopback bindings on the host.
+GRAFANA_HOST_BINDING = f"127.0.0.1:{GRAFANA_PORT}"
+BOT_HOST_BINDING = "127.0.0.1:19001"
+
+# HAProxy names shared with the HAProxy renderer.
+POOL_BACKEND = "foreign_backends"
+POOL_FRONTEND = "foreign_in"
+
+# Scrape job names.
+JOB_PROMETHEUS = "prometheus"
+JOB_ALERTMANAGER = "alertmanager"
+JOB_NODE_EXPORTER = "node-exporter"
+JOB_CADVISOR = "cadvisor"
+JOB_AGENT = "ovpn-agent"
+JOB_BOT = "ovpn-telegram-bot"
+JOB_HAPROXY = "haproxy"
+
+BOT_WEBHOOK_URL = f"http://ovpn-telegram-bot:{BOT_PORT}/alertmanager"
+DATASOURCE_UID = "prometheus"
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# An image reference goes into `${VAR:-default}`; these characters would end or break the interpolation.
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    server_name: str
+    role: Literal["vpn", "proxy"]
+    images: Mapping[str, str]
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.role == "proxy"
+
+
+def check_spec(spec: MonitoringSpec) -> None:
+    """Refuse a spec that would render broken or unsafe files."""
+    if not _NAME.match(spec.server_name):
+        raise OvpnError(
+            f"server name {spec.server_name!r} cannot be used in monitoring files",
+            "use lowercase letters, digits and '-' (not at the start or end), at most 63 characters",
+        )
+    if spec.role not in ("vpn", "proxy"):
+        raise OvpnError(f"unknown server role {spec.role!r}", "the role is 'vpn' or 'proxy'")
+    missing = [service for service in MONITORING_SERVICES if service not in spec.images]
+    if missing:
+        raise OvpnError(
+            f"no image given for monitoring service(s): {', '.join(missing)}",
+            "resolve the images with ovpn.render.images.resolve_images before rendering",
+        )
+    for service in MONITORING_SERVICES:
+        image = spec.images[service]
+        if not _IMAGE.match(image):
+            raise OvpnError(
+                f"image reference {image!r} for {service} is not a plain image reference",
+                "use registry/name:tag or name@sha256:digest without spaces, '$' or braces",
+            )

@@ -1,0 +1,216 @@
+"""The rendered monitoring files pass the real validators: promtool, amtool and `docker compose config`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ovpn.render.bundle import Bundle
+from ovpn.render.monitoring import MonitoringSpec, render_monitoring
+from ovpn.render.monitoring.grafana import panel_exprs
+
+pytestmark = pytest.mark.integration
+
+IMAGES = {
+    "prometheus": "prom/prometheus:v3.11.2",
+    "alertmanager": "prom/alertmanager:v0.32.0",
+    "grafana": "grafana/grafana:12.4.3",
+    "node-exporter": "prom/node-exporter:v1.11.1",
+    "cadvisor": "ghcr.io/google/cadvisor:0.56.2",
+    "ovpn-telegram-bot": "ovpn-telegram-bot:0.1.0",
+}
+PROMTOOL_TESTS = Path(__file__).parent / "promtool"
+RULES = "monitoring/prometheus/rules/ovpn-alerts.yml"
+ROLES = ["vpn", "proxy"]
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(
+            f"{tool} is not installed (Debian: prometheus / prometheus-alertmanager; see .ci/install-tools)"
+        )
+    return path
+
+
+def need_compose() -> None:
+    need("docker")
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"the docker compose plugin is not installed: {probe.stderr.strip()}")
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, check=False)
+    assert result.returncode == 0, f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def write(bundle: Bundle, root: Path) -> Path:
+    for path, file in bundle.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.content)
+        target.chmod(file.mode)
+    return root
+
+
+@pytest.fixture(params=ROLES)
+def host(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
+    role: str = request.param
+    spec = MonitoringSpec(f"{role}-ru", role, IMAGES)  # type: ignore[arg-type]
+    return role, write(render_monitoring(spec), tmp_path / "opt-ovpn")
+
+
+# ------------------------------------------------------------------------------------------ promtool
+
+
+def test_promtool_check_rules(host: tuple[str, Path]) -> None:
+    promtool = need("promtool")
+    _, root = host
+    result = run(promtool, "check", "rules", root / RULES)
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_check_config(host: tuple[str, Path]) -> None:
+    """The real prometheus.yml, with rule_files pointed at where the rules were written instead of /etc."""
+    promtool = need("promtool")
+    _, root = host
+    config = yaml.safe_load((root / "monitoring/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    config["rule_files"] = [str(root / "monitoring/prometheus/rules/*.yml")]
+    checked = root / "monitoring/prometheus/prometheus.check.yml"
+    checked.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run(promtool, "check", "config", checked)
+    assert "1 rule files found" in result.stdout
+    assert "is valid prometheus config file syntax" in result.stdout
+
+
+def test_every_dashboard_expression_parses(host: tuple[str, Path], tmp_path: Path) -> None:
+    """promtool parses each dashboard query as the expression of a recording rule."""
+    promtool = need("promtool")
+    _, root = host
+    exprs: list[str] = []
+    for path in sorted((root / "monitoring/grafana/dashboards").glob("*.json")):
+        exprs += panel_exprs(json.loads(path.read_text()))
+    assert exprs
+    rules = {
+        "groups": [
+            {"name": "dashboards", "rules": [{"record": f"x_{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
+    rules_file = tmp_path / "dashboard-exprs.yml"
+    rules_file.write_text(yaml.safe_dump(rules, sort_keys=False))
+    result = run(promtool, "check", "rules", rules_file)
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+
+
+# Hand-written `promtool test rules` files and the host each one expects the rules to be rendered for.
+PROMTOOL_UNIT_TESTS = {
+    "haproxy-pool.test.yml": ("proxy-ru", "proxy"),
+    "containers-and-agent.test.yml": ("vpn-ru", "vpn"),
+}
+
+
+@pytest.mark.parametrize("test_name", sorted(PROMTOOL_UNIT_TESTS))
+def test_promtool_unit_tests(test_name: str, tmp_path: Path) -> None:
+    promtool = need("promtool")
+    name, role = PROMTOOL_UNIT_TESTS[test_name]
+    spec = MonitoringSpec(name, role, IMAGES)  # type: ignore[arg-type]
+    (tmp_path / "ovpn-alerts.yml").write_bytes(render_monitoring(spec)[RULES].content)
+    shutil.copy(PROMTOOL_TESTS / test_name, tmp_path / test_name)
+    result = run(promtool, "test", "rules", test_name, cwd=tmp_path)
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_promtool_test_file_is_run() -> None:
+    assert {p.name for p in PROMTOOL_TESTS.glob("*.test.yml")} == set(PROMTOOL_UNIT_TESTS)
+
+
+# ------------------------------------------------------------------------------------------- amtool
+
+
+def test_amtool_check_config(host: tuple[str, Path]) -> None:
+    amtool = need("amtool")
+    _, root = host
+    result = run(amtool, "check-config", root / "monitoring/alertmanager/alertmanager.yml")
+    assert "SUCCESS" in result.stdout
+    assert "1 receivers" in result.stdout
+
+
+# ---------------------------------------------------------------------------------- docker compose
+
+
+def main_compose(role: str) -> dict[str, Any]:
+    """A stand-in for the host's main Compose file: the services and network the monitoring file joins."""
+
+    def service(container: str) -> dict[str, Any]:
+        return {"image": "alpine:3.23.4", "container_name": container, "networks": ["ovpn-net"]}
+
+    services = {"xray": service("ovpn-xray"), "ovpn-agent": service("ovpn-agent")}
+    if role == "proxy":
+        services["haproxy"] = service("ovpn-haproxy")
+    return {"name": "ovpn", "services": services, "networks": {"ovpn-net": {"name": "ovpn-net"}}}
+
+
+def compose_config(root: Path, role: str, env: dict[str, str]) -> dict[str, Any]:
+    need_compose()
+    (root / "docker-compose.yml").write_text(yaml.safe_dump(main_compose(role), sort_keys=False))
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_IMAGE") and not k.startswith("COMPOSE_")}
+    result = subprocess.run(
+        ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.monitoring.yml", "config"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**clean, **env},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WARN" not in result.stderr, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def test_docker_compose_accepts_the_combined_files(host: tuple[str, Path]) -> None:
+    role, root = host
+    config = compose_config(root, role, {})
+    services = config["services"]
+    expected = {"xray", "ovpn-agent", *IMAGES} | ({"haproxy"} if role == "proxy" else set())
+    assert set(services) == expected
+    assert config["networks"]["ovpn-net"]["name"] == "ovpn-net"
+    assert all(s["networks"] == {"ovpn-net": None} for s in services.values())
+    for name, image in IMAGES.items():
+        assert services[name]["image"] == image
+    published = {
+        (name, port["host_ip"], port["published"], port["target"])
+        for name, s in services.items()
+        for port in s.get("ports", [])
+    }
+    assert published == {
+        ("grafana", "127.0.0.1", "3000", 3000),
+        ("ovpn-telegram-bot", "127.0.0.1", "19001", 8080),
+    }
+    bot_mounts = {
+        (m["source"], m["target"], m.get("read_only", False))
+        for m in services["ovpn-telegram-bot"]["volumes"]
+    }
+    assert (
+        str(root / "monitoring/secrets/telegram_bot_token"),
+        "/run/secrets/telegram_bot_token",
+        True,
+    ) in bot_mounts
+    assert ("/var/run/docker.sock", "/var/run/docker.sock", False) in bot_mounts
+
+
+def test_docker_compose_image_overrides_from_env(tmp_path: Path) -> None:
+    root = write(render_monitoring(MonitoringSpec("vpn-ru", "vpn", IMAGES)), tmp_path)
+    config = compose_config(root, "vpn", {"CADVISOR_IMAGE": "mirror.example/cadvisor:0.56.2"})
+    assert config["services"]["cadvisor"]["image"] == "mirror.example/cadvisor:0.56.2"
+    assert config["services"]["prometheus"]["image"] == IMAGES["prometheus"]
