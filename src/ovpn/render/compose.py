@@ -8,20 +8,23 @@ from typing import Any
 import yaml
 
 from ovpn.core.model import Server
-from ovpn.render.haproxy import METRICS_PORT
 from ovpn.render.images import SERVICES, env_var
-from ovpn.render.xray import API_PORT, RELAY_PORT
+from ovpn.render.names import (
+    AGENT_CONTAINER,
+    AGENT_HOST_PORT,
+    AGENT_PORT,
+    HAPROXY_CONTAINER,
+    HAPROXY_METRICS_PORT,
+    NETWORK,
+    RELAY_PORT,
+    XRAY_API_PORT,
+    XRAY_CONTAINER,
+    json_file_logging,
+)
 
 PROJECT = "ovpn"
-NETWORK = "ovpn-net"
-AGENT_PORT = 9090
-AGENT_HOST_PORT = 19000
 AGENT_DATA_VOLUME = "ovpn-agent-data"
 XRAY_ASSET_DIR = "/usr/local/share/xray"
-
-
-def _logging() -> dict[str, Any]:
-    return {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
 
 
 def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any
         "restart": "unless-stopped",
         **fields,
         "networks": [NETWORK],
-        "logging": _logging(),
+        "logging": json_file_logging(),
     }
 
 
@@ -44,10 +47,10 @@ def render_compose(server: Server) -> str:
         ]
     xray = _service(
         "xray",
-        "ovpn-xray",
+        XRAY_CONTAINER,
         command=["run", "-config", "/etc/xray/config.json"],
         ports=[f"{server.port}:{server.port}/tcp"],
-        expose=[str(API_PORT)],
+        expose=[str(XRAY_API_PORT)],
         volumes=xray_volumes,
     )
     services: dict[str, Any] = {"xray": xray}
@@ -55,19 +58,19 @@ def render_compose(server: Server) -> str:
         xray["depends_on"] = ["haproxy"]
         services["haproxy"] = _service(
             "haproxy",
-            "ovpn-haproxy",
+            HAPROXY_CONTAINER,
             command=["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
-            expose=[str(RELAY_PORT), str(METRICS_PORT)],
+            expose=[str(RELAY_PORT), str(HAPROXY_METRICS_PORT)],
             volumes=["./haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"],
         )
     services["ovpn-agent"] = _service(
         "ovpn-agent",
-        "ovpn-agent",
+        AGENT_CONTAINER,
         command=[
             "--listen",
             f"0.0.0.0:{AGENT_PORT}",
             "--xray-api",
-            f"xray:{API_PORT}",
+            f"xray:{XRAY_API_PORT}",
             "--db-path",
             "/var/lib/ovpn-agent",
         ],

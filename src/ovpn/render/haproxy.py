@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ovpn.core.model import PoolMember
-from ovpn.render.xray import CONN_IDLE_SECONDS, RELAY_PORT
-
-POOL_BACKEND = "foreign_backends"
-POOL_FRONTEND = "foreign_in"
-METRICS_PORT = 8404
+from ovpn.render.names import HAPROXY_METRICS_PORT, POOL_BACKEND, POOL_FRONTEND, RELAY_PORT
+from ovpn.render.xray import CONN_IDLE_SECONDS
 
 
 def _server_lines(pool: Sequence[PoolMember]) -> list[str]:
@@ -74,7 +71,7 @@ def render_haproxy_config(pool: Sequence[PoolMember]) -> str:
         "",
         "frontend metrics",
         "    mode http",
-        f"    bind :{METRICS_PORT}",
+        f"    bind :{HAPROXY_METRICS_PORT}",
         "    timeout client 30s",
         "    http-request use-service prometheus-exporter if { path /metrics }",
         "    http-request return status 404 content-type text/plain string not-found",

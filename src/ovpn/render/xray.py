@@ -13,10 +13,9 @@ from ovpn.core.links import FLOW, reality_client_settings, vless_outbound
 from ovpn.core.model import CLIENT_INBOUND_TAG, RELAY_EMAIL, Server, User
 from ovpn.core.pool import RelayIdentity
 from ovpn.core.presets import Preset
+from ovpn.render.names import RELAY_PORT, XRAY_API_PORT
 
-API_PORT = 10085
 RELAY_HOST = "haproxy"
-RELAY_PORT = 15443
 CONN_IDLE_SECONDS = 300
 
 # Ports of the host's own services on the compose network; a client must never reach them through the VPN.
@@ -125,7 +124,7 @@ def render_xray_config(
         "log": {"loglevel": "warning"},
         "api": {
             "tag": "api",
-            "listen": f"0.0.0.0:{API_PORT}",
+            "listen": f"0.0.0.0:{XRAY_API_PORT}",
             "services": ["HandlerService", "StatsService"],
         },
         "stats": {},

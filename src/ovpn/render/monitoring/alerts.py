@@ -13,18 +13,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ovpn.render.monitoring.spec import (
-    AGENT_CONTAINER,
-    HAPROXY_CONTAINER,
-    HAPROXY_METRICS_PORT,
     JOB_AGENT,
     JOB_BOT,
     JOB_CADVISOR,
     JOB_HAPROXY,
     JOB_NODE_EXPORTER,
     MONITORING_CONTAINERS,
+    MonitoringSpec,
+)
+from ovpn.render.names import (
+    AGENT_CONTAINER,
+    HAPROXY_CONTAINER,
+    HAPROXY_METRICS_PORT,
     POOL_BACKEND,
     XRAY_CONTAINER,
-    MonitoringSpec,
 )
 
 Severity = Literal["critical", "warning"]

@@ -10,29 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from ovpn.render.monitoring.spec import (
-    AGENT_PORT,
     ALERTMANAGER_PORT,
     BOT_HOST_BINDING,
     BOT_PORT,
     CADVISOR_PORT,
     GRAFANA_HOST_BINDING,
     GRAFANA_PORT,
-    HAPROXY_CONTAINER,
-    HAPROXY_METRICS_PORT,
     IMAGE_VARIABLES,
     MONITORING_CONTAINERS,
-    NETWORK,
     NODE_EXPORTER_PORT,
     PROMETHEUS_PORT,
-    XRAY_CONTAINER,
     MonitoringSpec,
 )
-
-
-def _logging() -> dict[str, Any]:
-    """A fresh dict per service, so the YAML has no anchors and aliases."""
-    return {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
-
+from ovpn.render.names import (
+    AGENT_PORT,
+    HAPROXY_CONTAINER,
+    HAPROXY_METRICS_PORT,
+    NETWORK,
+    XRAY_CONTAINER,
+    json_file_logging,
+)
 
 PROMETHEUS_VOLUME = "ovpn-prometheus-data"
 ALERTMANAGER_VOLUME = "ovpn-alertmanager-data"
@@ -66,7 +63,7 @@ def _service(spec: MonitoringSpec, service: str, **fields: Any) -> dict[str, Any
         "restart": "unless-stopped",
         **fields,
         "networks": [NETWORK],
-        "logging": _logging(),
+        "logging": json_file_logging(),
     }
 
 

@@ -25,18 +25,14 @@ from ovpn.render.monitoring.grafana import (
     up_stat,
 )
 from ovpn.render.monitoring.spec import (
-    AGENT_CONTAINER,
-    HAPROXY_CONTAINER,
     JOB_AGENT,
     JOB_BOT,
     JOB_HAPROXY,
     JOB_NODE_EXPORTER,
     MONITORING_CONTAINERS,
-    POOL_BACKEND,
-    POOL_FRONTEND,
-    XRAY_CONTAINER,
     MonitoringSpec,
 )
+from ovpn.render.names import AGENT_CONTAINER, HAPROXY_CONTAINER, POOL_BACKEND, POOL_FRONTEND, XRAY_CONTAINER
 
 HOST_CPUS = 'scalar(count(node_cpu_seconds_total{mode="idle"}))'
 HOST_MEMORY = "scalar(sum(node_memory_MemTotal_bytes))"

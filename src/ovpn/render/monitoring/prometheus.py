@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ovpn.render.monitoring.spec import (
-    AGENT_PORT,
     ALERTMANAGER_PORT,
     BOT_PORT,
     CADVISOR_PORT,
-    HAPROXY_METRICS_PORT,
     JOB_AGENT,
     JOB_ALERTMANAGER,
     JOB_BOT,
@@ -27,6 +25,7 @@ from ovpn.render.monitoring.spec import (
     PROMETHEUS_PORT,
     MonitoringSpec,
 )
+from ovpn.render.names import AGENT_PORT, HAPROXY_METRICS_PORT
 
 SCRAPE_INTERVAL = "30s"
 RULES_GLOB = "/etc/prometheus/rules/*.yml"

@@ -13,26 +13,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ovpn.errors import OvpnError
+from ovpn.render.images import env_var
 
 Role = Literal["vpn", "proxy"]
 
-NETWORK = "ovpn-net"
-
 # Monitoring service -> the variable in `.env` that may override its image.
 IMAGE_VARIABLES: Mapping[str, str] = {
-    "prometheus": "PROMETHEUS_IMAGE",
-    "alertmanager": "ALERTMANAGER_IMAGE",
-    "grafana": "GRAFANA_IMAGE",
-    "node-exporter": "NODE_EXPORTER_IMAGE",
-    "cadvisor": "CADVISOR_IMAGE",
-    "ovpn-telegram-bot": "OVPN_TELEGRAM_BOT_IMAGE",
+    service: env_var(service)
+    for service in ("prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "ovpn-telegram-bot")
 }
 MONITORING_SERVICES = tuple(IMAGE_VARIABLES)
 
 # Container names (cAdvisor reports them as the `name` label).
-XRAY_CONTAINER = "ovpn-xray"
-AGENT_CONTAINER = "ovpn-agent"
-HAPROXY_CONTAINER = "ovpn-haproxy"
 MONITORING_CONTAINERS: Mapping[str, str] = {
     "prometheus": "ovpn-prometheus",
     "alertmanager": "ovpn-alertmanager",
@@ -48,17 +40,12 @@ ALERTMANAGER_PORT = 9093
 GRAFANA_PORT = 3000
 NODE_EXPORTER_PORT = 9100
 CADVISOR_PORT = 8080
-AGENT_PORT = 9090
 BOT_PORT = 8080
-HAPROXY_METRICS_PORT = 8404
 
 # Loopback bindings on the host.
 GRAFANA_HOST_BINDING = f"127.0.0.1:{GRAFANA_PORT}"
 BOT_HOST_BINDING = "127.0.0.1:19001"
 
-# HAProxy names shared with the HAProxy renderer.
-POOL_BACKEND = "foreign_backends"
-POOL_FRONTEND = "foreign_in"
 
 # Scrape job names.
 JOB_PROMETHEUS = "prometheus"
