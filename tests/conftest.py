@@ -42,3 +42,11 @@ def tools_env() -> dict[str, str]:
 def xray_binary() -> Path:
     """The Xray binary from `.ci/install-tools` (the test is skipped when it is missing)."""
     return tool_path("xray")
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A data directory holding the seed's topology, selected through OVPN_DATA_DIR."""
+    from tests.support.cli import seed_state
+
+    return seed_state(tmp_path, monkeypatch, capsys)

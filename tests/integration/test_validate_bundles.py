@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import missing_tool
-from tests.support.topology import BACKEND_1, PROXY, SOLO, USERS, request
+from tests.support.topology import BACKEND_1, PROXY, PROXY_EMPTY, SOLO, USERS, request
 
 from ovpn.core.links import client_config
 from ovpn.ops.render import write_bundle
@@ -14,7 +14,7 @@ from ovpn.ops.validate import validate_bundle
 from ovpn.render.server_bundle import render_server_bundle
 
 pytestmark = pytest.mark.integration
-CASES = {"vpn-solo": SOLO, "backend-vpn-nl": BACKEND_1, "proxy-ru": PROXY}
+CASES = {"vpn-solo": SOLO, "backend-vpn-nl": BACKEND_1, "proxy-ru": PROXY, "proxy-no-backends": PROXY_EMPTY}
 
 
 def written(case: str, tmp_path: Path) -> Path:

@@ -65,6 +65,7 @@ BACKEND_2 = server(
     relay_uuid=RELAY_UUID,
     relay_short_id=RELAY_SHORT_ID,
 )
+PROXY_EMPTY = server("proxy-new", "proxy", "198.51.100.9", "other", "", proxy_preset="ru")
 SOLO = server("vpn-solo", "vpn", "203.0.113.30", "solo", "beef")
 
 USERS = (
@@ -116,6 +117,8 @@ def request(target: Server) -> RenderRequest:
     geodata = None
     if target is PROXY:
         pool = (PoolMember(BACKEND_1, 100), PoolMember(BACKEND_2, 200))
+        geodata = lab_geodata()
+    elif target is PROXY_EMPTY:
         geodata = lab_geodata()
     elif target in (BACKEND_1, BACKEND_2):
         attached = (PROXY.name,)

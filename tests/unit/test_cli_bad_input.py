@@ -4,72 +4,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.support.topology import XRAY_KEY_PAIRS, lab_geodata
+from tests.support.cli import run_cli as run
+from tests.support.topology import XRAY_KEY_PAIRS
 
-from ovpn.cli.main import main
 from ovpn.geodata.dat import DomainRule, DomainType, write_geoip, write_geosite
 from ovpn.state.db import DB_FILE
 
 POOL_KEY = XRAY_KEY_PAIRS["pool"][0]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    import sys
-
-    old = sys.argv
-    sys.argv = ["ovpn", *argv]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
-
-
-@pytest.fixture
-def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
-    geodata = lab_geodata()
-    (tmp_path / "geosite.dat").write_bytes(geodata.geosite)
-    (tmp_path / "geoip.dat").write_bytes(geodata.geoip)
-    monkeypatch.setenv("OVPN_DATA_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("OVPN_PROXY_GEOSITE_PATH", str(tmp_path / "geosite.dat"))
-    monkeypatch.setenv("OVPN_PROXY_GEOIP_PATH", str(tmp_path / "geoip.dat"))
-    for argv in (
-        ["server", "add", "--name", "proxy-ru", "--role", "proxy", "--host", "198.51.100.7"],
-        ["server", "add", "--name", "proxy-2", "--role", "proxy", "--host", "198.51.100.8"],
-        [
-            "server",
-            "add",
-            "--name",
-            "vpn-nl",
-            "--role",
-            "vpn",
-            "--host",
-            "203.0.113.10",
-            "--reality-private-key",
-            POOL_KEY,
-        ],
-        [
-            "server",
-            "add",
-            "--name",
-            "vpn-de",
-            "--role",
-            "vpn",
-            "--host",
-            "203.0.113.20",
-            "--reality-private-key",
-            POOL_KEY,
-        ],
-        ["server", "add", "--name", "vpn-odd", "--role", "vpn", "--host", "203.0.113.30"],
-        ["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-nl"],
-        ["server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-de", "--priority", "200"],
-        ["user", "add", "--username", "alice"],
-    ):
-        code, _, err = run(capsys, *argv)
-        assert code == 0, err
-    return tmp_path
 
 
 def dump(data_dir: Path) -> list[str]:

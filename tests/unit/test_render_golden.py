@@ -9,14 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.support.topology import BACKEND_1, PROXY, SOLO, request
+from tests.support.topology import BACKEND_1, PROXY, PROXY_EMPTY, SOLO, request
 
 from ovpn.core.model import Server
 from ovpn.render.bundle import Bundle
 from ovpn.render.server_bundle import render_server_bundle
 
 GOLDEN = Path(__file__).parent.parent / "golden"
-CASES = {"vpn-solo": SOLO, "backend-vpn-nl": BACKEND_1, "proxy-ru": PROXY}
+CASES = {"vpn-solo": SOLO, "backend-vpn-nl": BACKEND_1, "proxy-ru": PROXY, "proxy-no-backends": PROXY_EMPTY}
 
 
 def _golden_paths(bundle: Bundle) -> list[str]:
