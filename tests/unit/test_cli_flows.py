@@ -3,6 +3,7 @@
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.cli import run_cli
@@ -16,7 +17,7 @@ def ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return out
 
 
-def ok_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+def ok_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     return json.loads(ok(capsys, *argv, "--json"))
 
 
@@ -142,9 +143,9 @@ def test_user_lifecycle(seeded: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ok(capsys, "user", "quota-set", "--username", "bob", "--gb", "0")
     bob = ok_json(capsys, "user", "show", "--username", "bob")
     assert isinstance(bob, dict) and (bob["active"], bob["quota_is_default"]) == (True, True)
-    assert [u["username"] for u in ok_json(capsys, "user", "list", "--tag", "pilot")] == ["alice"]  # type: ignore[union-attr]
+    assert [u["username"] for u in ok_json(capsys, "user", "list", "--tag", "pilot")] == ["alice"]
     ok(capsys, "user", "rm", "--username", "bob")
-    assert [u["username"] for u in ok_json(capsys, "user", "list")] == ["alice"]  # type: ignore[union-attr]
+    assert [u["username"] for u in ok_json(capsys, "user", "list")] == ["alice"]
 
 
 def test_user_link_prints_the_link_and_a_qr_and_writes_a_private_png(
