@@ -13,19 +13,14 @@ import pytest
 import yaml
 
 from ovpn.render.bundle import Bundle
+from ovpn.render.images import resolve_images
 from ovpn.render.monitoring import MonitoringSpec, render_monitoring
 from ovpn.render.monitoring.grafana import panel_exprs
+from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
 pytestmark = pytest.mark.integration
 
-IMAGES = {
-    "prometheus": "prom/prometheus:v3.11.2",
-    "alertmanager": "prom/alertmanager:v0.32.0",
-    "grafana": "grafana/grafana:12.4.3",
-    "node-exporter": "prom/node-exporter:v1.11.1",
-    "cadvisor": "ghcr.io/google/cadvisor:0.56.2",
-    "ovpn-telegram-bot": "ovpn-telegram-bot:0.1.0",
-}
+IMAGES = {k: v for k, v in resolve_images("26.7.28").items() if k in MONITORING_SERVICES}
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
 RULES = "monitoring/prometheus/rules/ovpn-alerts.yml"
 ROLES = ["vpn", "proxy"]
