@@ -14,6 +14,8 @@ _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+# An image reference ends up inside `${VAR:-default}` in Compose files: no spaces, quotes, `$` or braces.
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,190}$")
 
 
@@ -90,6 +92,15 @@ def server_name_indication(value: str) -> str:
     if "*" in value:
         raise OvpnError(f"invalid REALITY server name {value!r}", "wildcards are not allowed; give one name")
     return hostname(value, "reality-server-name")
+
+
+def image_reference(value: str) -> str:
+    if not _IMAGE_RE.match(value):
+        raise OvpnError(
+            f"invalid image reference {value!r}",
+            "give a plain reference such as registry/name:tag or name@sha256:digest",
+        )
+    return value
 
 
 def tag(value: str) -> str:

@@ -52,11 +52,7 @@ def parse_images(items: tuple[str, ...] | list[str]) -> dict[str, str]:
                 f"invalid image override {item!r}",
                 f"use SERVICE=IMAGE with SERVICE one of: {', '.join(SERVICES)}",
             )
-        if ref and (any(c.isspace() for c in ref) or any(c in ref for c in "$`'\"\\;&|<>")):
-            raise OvpnError(
-                f"invalid image reference {ref!r}", "give a plain reference such as registry/name:tag"
-            )
-        images[service] = ref
+        images[service] = validation.image_reference(ref) if ref else ""
     return images
 
 

@@ -68,7 +68,10 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
                 f"known presets: {', '.join(sorted(PRESETS))}",
             )
         if request.geodata is None:
-            raise OvpnError(f"{server.name} is a proxy and needs geodata to render", "")
+            raise OvpnError(
+                f"{server.name} is a proxy and needs geodata to render",
+                "render proxies through `ovpn config render`",
+            )
         members = [m.server for m in request.pool]
         require_parity(members, server.name)
         for member in members:

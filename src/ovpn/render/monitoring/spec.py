@@ -7,11 +7,11 @@ file names its containers `ovpn-xray`, `ovpn-agent` and, on proxies, `ovpn-hapro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from ovpn.core import validation
 from ovpn.errors import OvpnError
 from ovpn.render.images import env_var
 
@@ -59,10 +59,6 @@ JOB_HAPROXY = "haproxy"
 BOT_WEBHOOK_URL = f"http://ovpn-telegram-bot:{BOT_PORT}/alertmanager"
 DATASOURCE_UID = "prometheus"
 
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-# An image reference goes into `${VAR:-default}`; these characters would end or break the interpolation.
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
-
 
 @dataclass(frozen=True)
 class MonitoringSpec:
@@ -77,11 +73,7 @@ class MonitoringSpec:
 
 def check_spec(spec: MonitoringSpec) -> None:
     """Refuse a spec that would render broken or unsafe files."""
-    if not _NAME.match(spec.server_name):
-        raise OvpnError(
-            f"server name {spec.server_name!r} cannot be used in monitoring files",
-            "use lowercase letters, digits and '-' (not at the start or end), at most 63 characters",
-        )
+    validation.server_name(spec.server_name)
     if spec.role not in ("vpn", "proxy"):
         raise OvpnError(f"unknown server role {spec.role!r}", "the role is 'vpn' or 'proxy'")
     missing = [service for service in MONITORING_SERVICES if service not in spec.images]
@@ -91,9 +83,4 @@ def check_spec(spec: MonitoringSpec) -> None:
             "resolve the images with ovpn.render.images.resolve_images before rendering",
         )
     for service in MONITORING_SERVICES:
-        image = spec.images[service]
-        if not _IMAGE.match(image):
-            raise OvpnError(
-                f"image reference {image!r} for {service} is not a plain image reference",
-                "use registry/name:tag or name@sha256:digest without spaces, '$' or braces",
-            )
+        validation.image_reference(spec.images[service])
