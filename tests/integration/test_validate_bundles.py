@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import missing_tool
+from tests.conftest import missing_tool, tool_path
 from tests.support.topology import BACKEND_1, PROXY, PROXY_EMPTY, SOLO, USERS, request
 
 from ovpn.core.links import client_config
@@ -84,3 +84,14 @@ def test_the_client_config_is_accepted_by_real_xray(tmp_path: Path, xray_binary:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration OK" in result.stdout
+
+
+@pytest.mark.parametrize("case", ["proxy-ru", "proxy-no-backends"])
+def test_haproxy_3_accepts_the_rendered_configs(case: str, tmp_path: Path, tools_env: dict[str, str]) -> None:
+    out = written(case, tmp_path)
+    env = {**tools_env, "OVPN_HAPROXY_BIN": str(tool_path("haproxy3"))}
+    (result,) = [r for r in validate_bundle(out, env) if r.name == "haproxy"]
+    assert result.status == "passed", result.message
+    _tamper(out / "haproxy/haproxy.cfg", "timeout tunnel 1h", "timeout tunel 1h")
+    (result,) = [r for r in validate_bundle(out, env) if r.name == "haproxy"]
+    assert result.status == "failed" and "tunel" in result.message
