@@ -1,0 +1,230 @@
+"""SSH transport over the system OpenSSH client.
+
+Using `ssh` itself means the operator's `~/.ssh/config`, agent, ProxyJump and keys all work unchanged. Every call
+goes through one multiplexed connection per host (ControlMaster), runs in batch mode (never prompts), has a connect
+timeout and a timeout of its own, and builds the remote command with shell quoting from an argument list, so no
+value can inject shell syntax. Secrets travel on stdin, never in a command line. This module knows nothing about
+Xray or ovpn's layout.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ovpn.errors import OvpnError
+
+CONNECT_TIMEOUT_SECONDS = 15
+DEFAULT_TIMEOUT_SECONDS = 120
+SSH_FAILED = 255
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    port: int = 22
+    user: str = "root"
+    identity: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How to reach hosts: ovpn's own known_hosts file (checked first), host-key policy, multiplexing."""
+
+    known_hosts: Path
+    control_dir: Path
+    accept_new_host_key: bool = False
+    connect_timeout: int = CONNECT_TIMEOUT_SECONDS
+    ssh_binary: str = "ssh"
+    config_file: Path | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def error_text(self) -> str:
+        return self.stderr.decode(errors="replace").strip()
+
+
+def remote_command(argv: Sequence[str], *, sudo: bool = False, timeout: int | None = None) -> str:
+    """The one string ssh hands to the remote shell: every argument quoted, optional sudo and timeout."""
+    if not argv:
+        raise ValueError("empty remote command")
+    words = list(argv)
+    if timeout is not None:
+        words = ["timeout", "--kill-after=5", str(timeout), *words]
+    if sudo:
+        words = ["sudo", "-n", "--", *words]
+    return shlex.join(words)
+
+
+def classify_ssh_failure(target: SshTarget, stderr: str) -> OvpnError:
+    """Turn ssh's own failure (exit 255) into one line and a hint."""
+    text = stderr.strip()
+    last = text.splitlines()[-1] if text else "no output"
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or ("Host key for" in text and "has changed" in text):
+        return OvpnError(
+            f"the host key of {target.host} has CHANGED: refusing to connect",
+            "if the server was reinstalled, verify the new key out of band, then remove the old one with "
+            f"`ssh-keygen -R {target.host}` (and from ovpn's known_hosts) and connect again",
+        )
+    if (
+        "Host key verification failed" in text
+        or "No ED25519 host key is known" in text
+        or "host key is known" in text
+    ):
+        return OvpnError(
+            f"the host key of {target.host} is not known: refusing to connect",
+            "on first contact, check the key's fingerprint and pass --accept-new-host-key to pin it",
+        )
+    if "Permission denied" in text:
+        return OvpnError(
+            f"SSH authentication to {target.label} failed",
+            "check --ssh-user and --ssh-identity (or your ssh agent) for this server",
+        )
+    if any(
+        s in text for s in ("Connection timed out", "Connection refused", "No route to host", "timed out")
+    ):
+        return OvpnError(f"cannot reach {target.label}: {last}", "check --host, --ssh-port and the firewall")
+    if "Could not resolve hostname" in text:
+        return OvpnError(f"cannot resolve {target.host}", "check the server's --host")
+    return OvpnError(f"SSH to {target.label} failed: {last}", "run `ssh -v` by hand to see why")
+
+
+class Ssh:
+    """One host's connection. Use as a context manager so the master connection is closed at the end."""
+
+    def __init__(self, target: SshTarget, settings: SshSettings) -> None:
+        self.target = target
+        self.settings = settings
+        settings.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        settings.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def __enter__(self) -> Ssh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def base_argv(self) -> list[str]:
+        s, t = self.settings, self.target
+        user_known = "~/.ssh/known_hosts"
+        argv = [s.ssh_binary]
+        if s.config_file is not None:
+            argv += ["-F", str(s.config_file)]
+        argv += [
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={s.connect_timeout}",
+            "-o", f"StrictHostKeyChecking={'accept-new' if s.accept_new_host_key else 'yes'}",
+            "-o", f"UserKnownHostsFile={s.known_hosts} {user_known}",
+            "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={s.control_dir}/%C",
+            "-o", "ControlPersist=60",
+            "-o", "ServerAliveInterval=10",
+            "-o", "ServerAliveCountMax=3",
+            "-p", str(t.port),
+            "-l", t.user,
+        ]  # fmt: skip
+        if t.identity:
+            argv += ["-i", t.identity, "-o", "IdentitiesOnly=yes"]
+        return [*argv, "--", t.host]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = False,
+        input: bytes | None = None,
+        timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        check: bool = True,
+    ) -> RemoteResult:
+        """Run a command on the host. ssh's own failures always raise; the command's own only with `check`."""
+        command = remote_command(argv, sudo=sudo, timeout=timeout)
+        local = [*self.base_argv(), command]
+        try:
+            proc = subprocess.run(
+                local,
+                input=input if input is not None else b"",
+                capture_output=True,
+                timeout=timeout + self.settings.connect_timeout + 10,
+                env=dict(self.settings.env),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise OvpnError(
+                f"`{shlex.join(argv)}` on {self.target.host} did not finish within {timeout}s",
+                "the host may be overloaded or the connection stalled; run `ovpn doctor` for this server",
+            ) from None
+        result = RemoteResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        # ovpn never runs remote commands that exit 255 on purpose, so 255 means ssh itself failed.
+        if proc.returncode == SSH_FAILED:
+            raise classify_ssh_failure(self.target, result.error_text)
+        if check and not result.ok:
+            detail = (result.error_text or result.text.strip()).splitlines()
+            raise OvpnError(
+                f"`{shlex.join(argv)}` failed on {self.target.host} (exit {proc.returncode}): "
+                f"{detail[-1] if detail else 'no output'}",
+                "see `ovpn doctor` for this server",
+            )
+        return result
+
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Iterator[str]:
+        """Yield output lines as the remote command produces them (for `--follow`); no timeout."""
+        local = [*self.base_argv(), remote_command(argv, sudo=sudo)]
+        with subprocess.Popen(
+            local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(self.settings.env)
+        ) as proc:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                yield raw.decode(errors="replace").rstrip("\n")
+            proc.wait()
+
+    def write_file(
+        self, path: str, content: bytes, *, mode: int = 0o600, sudo: bool = True, timeout: int = 60
+    ) -> None:
+        """Create or replace a file atomically (temp file + rename) with the given mode; content goes on stdin."""
+        script = 'set -e; tmp="$1.ovpn-tmp"; umask 077; cat > "$tmp"; chmod "$2" "$tmp"; mv -f "$tmp" "$1"'
+        self.run(["sh", "-c", script, "sh", path, f"{mode:o}"], sudo=sudo, input=content, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the master connection, if one is running."""
+        subprocess.run(
+            [*self.base_argv()[:-2], "-O", "exit", "--", self.target.host],
+            capture_output=True,
+            timeout=15,
+            env=dict(self.settings.env),
+            check=False,
+        )
+
+
+def default_settings(data_dir: Path, *, accept_new_host_key: bool = False) -> SshSettings:
+    control = Path(tempfile.gettempdir()) / f"ovpn-ssh-{os.getuid()}"
+    return SshSettings(
+        known_hosts=data_dir / "known_hosts",
+        control_dir=control,
+        accept_new_host_key=accept_new_host_key,
+        config_file=Path(os.environ["OVPN_SSH_CONFIG"]) if os.environ.get("OVPN_SSH_CONFIG") else None,
+    )
