@@ -25,6 +25,10 @@ from ovpn.render.names import (
 PROJECT = "ovpn"
 AGENT_DATA_VOLUME = "ovpn-agent-data"
 XRAY_ASSET_DIR = "/usr/local/share/xray"
+# The agent's image has Python and nothing else to probe with.
+AGENT_PROBE = (
+    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{AGENT_PORT}/health', timeout=4)"
+)
 
 
 def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any]:
@@ -77,6 +81,13 @@ def render_compose(server: Server) -> str:
         environment={"OVPN_AGENT_TOKEN": "${OVPN_AGENT_TOKEN:?set OVPN_AGENT_TOKEN in .env}"},
         ports=[f"127.0.0.1:${{OVPN_AGENT_HOST_PORT:-{AGENT_HOST_PORT}}}:{AGENT_PORT}"],
         volumes=[f"{AGENT_DATA_VOLUME}:/var/lib/ovpn-agent"],
+        healthcheck={
+            "test": ["CMD", "python3", "-c", AGENT_PROBE],
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "10s",
+        },
     )
     document = {
         "name": PROJECT,
