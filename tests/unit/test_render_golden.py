@@ -24,7 +24,9 @@ def _golden_paths(bundle: Bundle) -> list[str]:
 
 
 def _manifest(bundle: Bundle) -> str:
-    return "".join(f"{oct(f.mode)} {path}\n" for path, f in bundle.items())
+    return "".join(
+        f"{oct(f.mode)} {'' if f.group is None else f'gid={f.group} '}{path}\n" for path, f in bundle.items()
+    )
 
 
 @pytest.mark.parametrize("case", CASES)

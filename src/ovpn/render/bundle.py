@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BundleFile:
+    """A file's bytes, mode and, when a container user must read it, its numeric group on the host."""
+
     content: bytes
     mode: int = 0o644
+    group: int | None = None
 
 
 Bundle = dict[str, BundleFile]
@@ -20,6 +23,6 @@ def bundle_digest(bundle: Bundle) -> str:
     h = hashlib.sha256()
     for path in sorted(bundle):
         f = bundle[path]
-        h.update(path.encode() + b"\0" + oct(f.mode).encode() + b"\0")
+        h.update(f"{path}\0{f.mode:o}\0{f.group}\0".encode())
         h.update(hashlib.sha256(f.content).digest())
     return h.hexdigest()

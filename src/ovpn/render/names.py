@@ -10,6 +10,9 @@ XRAY_CONTAINER = "ovpn-xray"
 AGENT_CONTAINER = "ovpn-agent"
 HAPROXY_CONTAINER = "ovpn-haproxy"
 
+# The official Xray image runs as distroless "nonroot"; its config is root-owned, group-readable by this gid.
+XRAY_GID = 65532
+
 XRAY_API_PORT = 10085
 AGENT_PORT = 9090
 AGENT_HOST_PORT = 19000

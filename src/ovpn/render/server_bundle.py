@@ -16,6 +16,7 @@ from ovpn.render.compose import render_compose, render_env
 from ovpn.render.haproxy import render_haproxy_config
 from ovpn.render.images import resolve_images
 from ovpn.render.monitoring import MonitoringSpec, render_monitoring
+from ovpn.render.names import XRAY_GID
 from ovpn.render.xray import render_xray_config
 
 
@@ -89,7 +90,7 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
         pool_representative=representative,
     )
     # The config holds the REALITY private key and every user id: readable by root and the xray group only.
-    bundle["xray/config.json"] = BundleFile(_json(config), 0o640)
+    bundle["xray/config.json"] = BundleFile(_json(config), 0o640, XRAY_GID)
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
     bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from ovpn.core.model import Attachment, PoolMember, Server, User
@@ -15,6 +16,17 @@ _SERVER_COLUMNS = (
     "reality_private_key", "reality_public_key", "reality_short_id", "reality_server_name", "reality_target",
     "proxy_preset", "relay_uuid", "relay_short_id", "images", "enabled",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: str
+    bundle_sha256: str
+    operator: str
+    started_at: str
+    finished_at: str | None
+    result: str
+    message: str
 
 
 def _now() -> str:
@@ -159,6 +171,34 @@ class Repository:
             (proxy, backend),
         )
         return cur.rowcount > 0
+
+    # deploy revisions
+
+    def start_revision(self, server: str, revision: str, bundle_sha256: str, operator: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO deploy_revisions (server_id, revision, bundle_sha256, operator, started_at, result) "
+            "SELECT id, ?, ?, ?, ?, 'running' FROM servers WHERE name = ?",
+            (revision, bundle_sha256, operator, _now(), server),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_revision(self, revision_id: int, result: str, message: str) -> None:
+        self.conn.execute(
+            "UPDATE deploy_revisions SET result = ?, message = ?, finished_at = ? WHERE id = ?",
+            (result, message, _now(), revision_id),
+        )
+
+    def revisions(self, server: str, limit: int = 20) -> list[Revision]:
+        rows = self.conn.execute(
+            "SELECT r.* FROM deploy_revisions r JOIN servers s ON s.id = r.server_id WHERE s.name = ? "
+            "ORDER BY r.id DESC LIMIT ?",
+            (server, limit),
+        )
+        return [
+            Revision(r["revision"], r["bundle_sha256"], r["operator"], r["started_at"], r["finished_at"],
+                     r["result"], r["message"])
+            for r in rows
+        ]  # fmt: skip
 
     # users
 
