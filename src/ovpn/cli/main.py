@@ -7,7 +7,7 @@ import sys
 import click
 
 from ovpn import __version__
-from ovpn.cli import config_cmd, demo_cmd, route_cmd, server_cmd, user_cmd
+from ovpn.cli import ansible_cmd, config_cmd, demo_cmd, route_cmd, server_cmd, user_cmd
 from ovpn.cli.context import Context
 from ovpn.errors import OvpnError
 
@@ -36,6 +36,7 @@ cli.add_command(user_cmd.user)
 cli.add_command(config_cmd.config)
 cli.add_command(route_cmd.route)
 cli.add_command(demo_cmd.demo)
+cli.add_command(ansible_cmd.ansible)
 
 
 def main() -> None:
