@@ -122,6 +122,14 @@ def request(target: Server) -> RenderRequest:
         geodata = lab_geodata()
     elif target in (BACKEND_1, BACKEND_2):
         attached = (PROXY.name,)
+    wheel = ("ovpn-0.1.0-py3-none-any.whl", b"stands in for the agent's wheel")
     return RenderRequest(
-        server=target, users=USERS, now=NOW, secrets=SECRETS, pool=pool, attached_to=attached, geodata=geodata
+        agent_wheel=wheel,
+        server=target,
+        users=USERS,
+        now=NOW,
+        secrets=SECRETS,
+        pool=pool,
+        attached_to=attached,
+        geodata=geodata,
     )

@@ -6,7 +6,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.topology import BACKEND_1, BACKEND_2, NOW, PROXY, SOLO, request
 
@@ -43,6 +43,7 @@ def clients(config: dict[str, object]) -> list[str]:
     return [c["email"] for c in config["inbounds"][0]["settings"]["clients"]]  # type: ignore[index]
 
 
+@settings(deadline=None, max_examples=50)  # each example renders three whole bundles
 @given(users_strategy)
 def test_exactly_the_active_users_are_admitted_and_the_relay_only_on_attached_backends(
     users: list[User],

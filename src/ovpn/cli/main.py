@@ -7,7 +7,7 @@ import sys
 import click
 
 from ovpn import __version__
-from ovpn.cli import ansible_cmd, config_cmd, demo_cmd, route_cmd, server_cmd, user_cmd
+from ovpn.cli import ansible_cmd, config_cmd, demo_cmd, fleet_cmd, route_cmd, server_cmd, user_cmd
 from ovpn.cli.context import Context
 from ovpn.errors import OvpnError
 
@@ -37,6 +37,10 @@ cli.add_command(config_cmd.config)
 cli.add_command(route_cmd.route)
 cli.add_command(demo_cmd.demo)
 cli.add_command(ansible_cmd.ansible)
+cli.add_command(fleet_cmd.deploy)
+cli.add_command(fleet_cmd.restart)
+for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs):
+    server_cmd.server.add_command(command)
 
 
 def main() -> None:

@@ -15,9 +15,11 @@ from ovpn.core.presets import PRESETS, Preset
 from ovpn.errors import OvpnError
 from ovpn.geodata.cache import resolve_geodata
 from ovpn.geodata.match import GeodataSet
+from ovpn.ops.agent_wheel import agent_wheel
 from ovpn.ops.app import App
 from ovpn.ops.servers import SERVER_SECRETS
 from ovpn.render.bundle import Bundle
+from ovpn.render.images import resolve_images
 from ovpn.render.server_bundle import Geodata, RenderRequest, render_server_bundle
 
 
@@ -25,6 +27,7 @@ from ovpn.render.server_bundle import Geodata, RenderRequest, render_server_bund
 class RenderedServer:
     server: Server
     bundle: Bundle
+    images: dict[str, str]
     warnings: list[str] = field(default_factory=list)
 
 
@@ -88,9 +91,11 @@ def render_server(
             attached_to=attached_to,
             geodata=blobs,
             image_overrides=image_overrides or {},
+            agent_wheel=agent_wheel(app.data_dir),
         )
     )
-    return RenderedServer(server, bundle, warnings)
+    images = resolve_images(server.xray_version, dict(server.images), image_overrides or {})
+    return RenderedServer(server, bundle, images, warnings)
 
 
 def write_bundle(bundle: Bundle, out: Path) -> None:

@@ -99,6 +99,26 @@ def render_compose(server: Server) -> str:
     return header.format(server.name, server.role) + yaml.safe_dump(document, sort_keys=False)
 
 
+AGENT_UID = 10001
+
+
+def render_agent_dockerfile(wheel_name: str) -> str:
+    """The agent's image, built on the host: the base image (`OVPN_AGENT_BASE_IMAGE`) plus ovpn's own wheel.
+
+    The agent uses only the standard library, so nothing is fetched from a package index on the host.
+    """
+    return (
+        "# Rendered by ovpn: the ovpn-agent image, built on this host by `ovpn deploy`.\n"
+        "ARG BASE_IMAGE\n"
+        "FROM ${BASE_IMAGE}\n"
+        f"COPY {wheel_name} /tmp/\n"
+        f"RUN python3 -m pip install --no-index --no-deps --no-cache-dir --break-system-packages /tmp/{wheel_name} \\\n"
+        f"    && rm -f /tmp/{wheel_name} && mkdir -p /var/lib/ovpn-agent && chown {AGENT_UID}:{AGENT_UID} /var/lib/ovpn-agent\n"
+        f"USER {AGENT_UID}:{AGENT_UID}\n"
+        'ENTRYPOINT ["ovpn-agent"]\n'
+    )
+
+
 def render_env(server: Server, images: Mapping[str, str], secrets: Mapping[str, str]) -> str:
     """`.env` (mode 0600): image references and the secrets the services read from the environment."""
     lines = [f"# ovpn runtime environment for {server.name}; mode 0600, holds secrets."]

@@ -10,6 +10,7 @@ SERVICES = (
     "xray",
     "haproxy",
     "ovpn-agent",
+    "ovpn-agent-base",
     "prometheus",
     "alertmanager",
     "grafana",
@@ -21,6 +22,8 @@ SERVICES = (
 _DEFAULTS = {
     "haproxy": "haproxy:3.2.15-alpine3.23",
     "ovpn-agent": f"ovpn-agent:{__version__}",
+    # The agent's image is built on the host from this base and the wheel in the bundle.
+    "ovpn-agent-base": "python:3.11-slim",
     "prometheus": "prom/prometheus:v3.11.2",
     "alertmanager": "prom/alertmanager:v0.32.0",
     "grafana": "grafana/grafana:12.4.3",

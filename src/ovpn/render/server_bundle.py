@@ -12,7 +12,7 @@ from ovpn.core.pool import RelayIdentity, require_parity
 from ovpn.core.presets import PRESETS
 from ovpn.errors import OvpnError
 from ovpn.render.bundle import Bundle, BundleFile
-from ovpn.render.compose import render_compose, render_env
+from ovpn.render.compose import render_agent_dockerfile, render_compose, render_env
 from ovpn.render.haproxy import render_haproxy_config
 from ovpn.render.images import resolve_images
 from ovpn.render.monitoring import MonitoringSpec, render_monitoring
@@ -36,6 +36,7 @@ class RenderRequest:
     attached_to: Sequence[str] = ()
     geodata: Geodata | None = None
     image_overrides: Mapping[str, str] = field(default_factory=dict)
+    agent_wheel: tuple[str, bytes] | None = None
 
 
 def _json(document: object) -> bytes:
@@ -92,6 +93,10 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     # The config holds the REALITY private key and every user id: readable by root and the xray group only.
     bundle["xray/config.json"] = BundleFile(_json(config), 0o640, XRAY_GID)
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
+    if request.agent_wheel is not None:
+        wheel_name, wheel = request.agent_wheel
+        bundle["agent/Dockerfile"] = BundleFile(render_agent_dockerfile(wheel_name).encode())
+        bundle[f"agent/{wheel_name}"] = BundleFile(wheel)
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
     bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
     return dict(sorted(bundle.items()))

@@ -1,0 +1,182 @@
+"""Commands that touch hosts: `deploy`, `restart`, and `server init|status|logs`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import click
+
+from ovpn.cli.context import Context
+from ovpn.cli.output import emit_json, table, warn
+
+_echo_lock = threading.Lock()
+
+
+def _progress(prefix: str, quiet: bool) -> Any:
+    def report(message: str) -> None:
+        if not quiet:
+            with _echo_lock:
+                click.echo(f"[{prefix}] {message}", err=True)
+
+    return report
+
+
+def _options(force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool) -> Any:
+    from ovpn.ops.deploy import DeployOptions
+
+    return DeployOptions(force=force, pull=pull, accept_new_host_key=accept_new_host_key,
+                         check_relay=not no_relay_check)  # fmt: skip
+
+
+deploy_options = [
+    click.option("--force", is_flag=True, help="Deploy even when the host already runs this bundle."),
+    click.option(
+        "--pull",
+        type=click.Choice(["missing", "never", "always"]),
+        default="missing",
+        show_default=True,
+        help="Image pull policy on the host.",
+    ),
+    click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key."),
+    click.option(
+        "--no-relay-check", is_flag=True, help="Proxies: skip checking the backends' live relay identity."
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+]
+
+
+def with_deploy_options(f: Any) -> Any:
+    for option in reversed(deploy_options):
+        f = option(f)
+    return f
+
+
+def _report(outcome: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(outcome.__dict__)
+        return
+    for message in outcome.warnings:
+        warn(message)
+    verb = {"ok": "deployed", "unchanged": "unchanged:"}.get(outcome.result, outcome.result)
+    click.echo(f"{outcome.server}: {verb} {outcome.revision} ({outcome.message})")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_servers", is_flag=True, help="Every server, in parallel.")
+@click.option(
+    "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Parallel hosts for --all."
+)
+@with_deploy_options
+@click.pass_obj
+def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, force: bool, pull: str,
+           accept_new_host_key: bool, no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
+    """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ovpn.errors import OvpnError
+    from ovpn.ops.deploy import deploy as do_deploy
+
+    options = _options(force, pull, accept_new_host_key, no_relay_check)
+    if all_servers == (name is not None):
+        raise OvpnError(
+            "give one server name or --all", "for example `ovpn deploy vpn-1` or `ovpn deploy --all`"
+        )
+    if name is not None:
+        _report(do_deploy(ctx.app, name, options, _progress(name, as_json)), as_json)
+        return
+    with ctx.app.reading() as repo:
+        servers = repo.servers()
+    # Backends before proxies: a proxy deploy checks its backends' live relay identity.
+    ordered = [s.name for s in servers if not s.is_proxy] + [s.name for s in servers if s.is_proxy]
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+
+    def one(server_name: str) -> None:
+        try:
+            results[server_name] = do_deploy(ctx.app, server_name, options, _progress(server_name, as_json))
+        except OvpnError as e:
+            results[server_name] = e
+
+    backends = [n for n in ordered if n not in {s.name for s in servers if s.is_proxy}]
+    proxies = [n for n in ordered if n not in backends]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, backends))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, proxies))
+    failed = {n: r for n, r in results.items() if isinstance(r, OvpnError)}
+    if as_json:
+        emit_json({n: ({"error": r.message, "hint": r.hint} if isinstance(r, OvpnError) else r.__dict__)
+                   for n, r in results.items()})  # fmt: skip
+    else:
+        rows = [(n, "FAILED" if n in failed else results[n].result,
+                 failed[n].message if n in failed else results[n].revision) for n in ordered]  # fmt: skip
+        table(
+            ["Server", "Result", "Revision / error"],
+            rows,
+            title=f"deploy --all in {time.monotonic() - started:.1f}s",
+        )
+    if failed:
+        click.get_current_context().exit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--service", help="One service (default: xray, ovpn-agent and haproxy).")
+@click.pass_obj
+def restart(ctx: Context, /, name: str, service: str | None) -> None:
+    """Restart a server's services."""
+    from ovpn.ops.fleet import restart as do_restart
+
+    do_restart(ctx.app, name, service)
+    click.echo(f"{name}: restarted {service or 'runtime services'}")
+
+
+@click.command("init")
+@click.argument("name")
+@with_deploy_options
+@click.pass_obj
+def init(ctx: Context, /, name: str, force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool,
+         as_json: bool) -> None:  # fmt: skip
+    """Prepare a host (checks, Docker, /opt/ovpn-releases) and deploy it."""
+    from ovpn.ops.fleet import init as do_init
+
+    options = _options(force, pull, accept_new_host_key, no_relay_check)
+    _report(do_init(ctx.app, name, options, _progress(name, as_json)), as_json)
+
+
+@click.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(ctx: Context, /, name: str, as_json: bool) -> None:
+    """Show the host's containers."""
+    from ovpn.ops.fleet import status as do_status
+
+    services = do_status(ctx.app, name)
+    if as_json:
+        emit_json(services)
+        return
+    table(
+        ["Service", "Container", "State", "Health", "Status"],
+        [
+            (s.get("Service"), s.get("Name"), s.get("State"), s.get("Health"), s.get("Status"))
+            for s in services
+        ],
+    )
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("--service", help="One service (default: all).")
+@click.option("--tail", type=int, default=200, show_default=True)
+@click.option("--follow", is_flag=True, help="Keep streaming.")
+@click.pass_obj
+def logs(ctx: Context, /, name: str, service: str | None, tail: int, follow: bool) -> None:
+    """Show a server's service logs."""
+    from ovpn.ops.fleet import logs as do_logs
+
+    for line in do_logs(ctx.app, name, service, tail, follow):
+        click.echo(line)

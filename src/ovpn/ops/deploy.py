@@ -1,0 +1,431 @@
+"""`ovpn deploy`: stage the bundle next to the live one, validate it on the host, switch, health-gate, roll back.
+
+Host layout: every release is a directory under /opt/ovpn-releases; /opt/ovpn is a symlink to the live one, so
+switching (and switching back) is one atomic rename, and the previous release stays on disk until pruned.
+Nothing on the host changes before the new release has passed validation there; a failed health gate switches
+back to the previous release automatically.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ovpn.core.model import RELAY_EMAIL, Server
+from ovpn.errors import OvpnError
+from ovpn.ops.app import App
+from ovpn.ops.host import (
+    RELEASE_MARKER,
+    RELEASES_DIR,
+    RUNTIME_DIR,
+    Host,
+    LiveRelease,
+    connect,
+)
+from ovpn.ops.render import RenderedServer, render_server
+from ovpn.remote.ssh import Ssh
+from ovpn.render.bundle import Bundle, bundle_digest
+from ovpn.render.names import AGENT_CONTAINER, HAPROXY_METRICS_PORT, POOL_BACKEND
+
+KEEP_RELEASES = 5
+GATE_TIMEOUT_SECONDS = 90
+SETTLE_SECONDS = 4
+PERSISTENT_FILES = ("monitoring/secrets/telegram_bot_token",)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    force: bool = False
+    pull: str = "missing"
+    accept_new_host_key: bool = False
+    check_relay: bool = True
+    gate_timeout: int = GATE_TIMEOUT_SECONDS
+
+
+@dataclass
+class DeployOutcome:
+    server: str
+    result: str
+    revision: str
+    bundle_sha256: str
+    message: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def new_revision(digest: str, now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+
+
+def bundle_tarball(bundle: Bundle, marker: dict[str, str]) -> bytes:
+    """A gzip tar of the bundle plus the release marker, with the modes and groups the host needs."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        files = {**bundle}
+        for path, f in sorted(files.items()):
+            info = tarfile.TarInfo(path)
+            info.size = len(f.content)
+            info.mode = f.mode
+            info.gid = f.group or 0
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(f.content))
+        body = (json.dumps(marker, indent=2) + "\n").encode()
+        info = tarfile.TarInfo(RELEASE_MARKER)
+        info.size = len(body)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(body))
+    return out.getvalue()
+
+
+def _disk_full(text: str) -> bool:
+    return "No space left on device" in text
+
+
+def stage(host: Host, bundle: Bundle, revision: str, digest: str, progress: Progress) -> str:
+    """Upload and unpack the release next to the live one; a cut connection leaves only a `.partial` dir."""
+    ssh = host.ssh
+    release = f"{RELEASES_DIR}/{revision}"
+    partial = f"{release}.partial"
+    marker = {"revision": revision, "bundle_sha256": digest, "server": host.server.name}
+    payload = bundle_tarball(bundle, marker)
+    progress(f"uploading {len(payload) // 1024} KiB to {release}")
+    ssh.run(["rm", "-rf", partial], sudo=True, timeout=60)
+    ssh.run(["mkdir", "-p", partial], sudo=True, timeout=30)
+    result = ssh.run(
+        ["tar", "-xzf", "-", "-C", partial, "--numeric-owner", "--same-owner", "--same-permissions"],
+        sudo=True, input=payload, timeout=900, check=False,
+    )  # fmt: skip
+    if not result.ok:
+        ssh.run(["rm", "-rf", partial], sudo=True, timeout=60, check=False)
+        if _disk_full(result.error_text):
+            raise OvpnError(
+                f"the disk on {host.server.name} is full: the new release could not be unpacked",
+                f"free space under {RELEASES_DIR} (old releases, docker images: `docker image prune`) and deploy again",
+            )
+        raise OvpnError(
+            f"unpacking the release on {host.server.name} failed: {result.error_text}", "deploy again"
+        )
+    for path in PERSISTENT_FILES:
+        _carry_over(ssh, path, partial)
+    ssh.run(["mv", "-T", partial, release], sudo=True, timeout=30)
+    return release
+
+
+def _carry_over(ssh: Ssh, path: str, release: str) -> None:
+    """Keep a secret the operator set on the host (e.g. the bot token) when the bundle ships it empty."""
+    script = 'if [ -s "$1/$3" ] && [ ! -s "$2/$3" ]; then cp -p "$1/$3" "$2/$3"; fi'
+    ssh.run(["sh", "-c", script, "sh", RUNTIME_DIR, release, path], sudo=True, timeout=30)
+
+
+def validate_on_host(host: Host, release: str, images: dict[str, str], pull: str, progress: Progress) -> None:
+    """Check the staged release with the pinned images on the host itself before anything switches."""
+    ssh = host.ssh
+    progress("validating on the host: docker compose config")
+    result = ssh.run(
+        host.compose(["config", "--quiet"], directory=release), sudo=True, timeout=60, check=False
+    )
+    if not result.ok:
+        raise OvpnError(
+            f"docker compose rejected the new release on {host.server.name}: {result.error_text}",
+            "this is a bug in the rendered bundle or a host Compose too old; see `ovpn doctor`",
+        )
+    progress(f"validating on the host: xray run -test ({images['xray']})")
+    mounts = ["-v", f"{release}/xray/config.json:/etc/xray/config.json:ro"]
+    if host.server.is_proxy:
+        mounts += ["-v", f"{release}/geodata:/usr/local/share/xray:ro"]
+    result = ssh.run(
+        ["docker", "run", "--rm", f"--pull={pull}", "--network", "none", *mounts, images["xray"],
+         "run", "-test", "-config", "/etc/xray/config.json"],
+        sudo=True, timeout=180, check=False,
+    )  # fmt: skip
+    if not result.ok:
+        detail = (result.text + result.error_text).strip().splitlines()
+        raise OvpnError(
+            f"xray run -test failed on {host.server.name}: {detail[-1] if detail else 'no output'}",
+            "nothing was switched; fix the cause (image, geodata, config) and deploy again",
+        )
+    if host.server.is_proxy:
+        progress(f"validating on the host: haproxy -c ({images['haproxy']})")
+        result = ssh.run(
+            ["docker", "run", "--rm", f"--pull={pull}", "--network", "none",
+             "-v", f"{release}/haproxy:/usr/local/etc/haproxy:ro", images["haproxy"],
+             "haproxy", "-c", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+            sudo=True, timeout=120, check=False,
+        )  # fmt: skip
+        if not result.ok:
+            raise OvpnError(
+                f"haproxy -c failed on {host.server.name}: {result.error_text}",
+                "nothing was switched; deploy again after fixing the cause",
+            )
+
+
+def build_agent_image(host: Host, release: str, images: dict[str, str], progress: Progress) -> None:
+    progress(f"building {images['ovpn-agent']} on the host from {images['ovpn-agent-base']}")
+    result = host.ssh.run(
+        ["docker", "build", "--quiet", "--tag", images["ovpn-agent"],
+         "--build-arg", f"BASE_IMAGE={images['ovpn-agent-base']}", f"{release}/agent"],
+        sudo=True, timeout=900, check=False,
+    )  # fmt: skip
+    if not result.ok:
+        raise OvpnError(
+            f"building the agent image on {host.server.name} failed: {result.error_text[-300:]}",
+            f"the base image {images['ovpn-agent-base']} must be on the host or pullable; override it with "
+            "`ovpn server set NAME --image ovpn-agent-base=REF`",
+        )
+
+
+def switch(host: Host, release: str) -> None:
+    """Point /opt/ovpn at `release` in one atomic rename."""
+    host.ssh.run(["ln", "-sfn", release, f"{RUNTIME_DIR}.next"], sudo=True, timeout=30)
+    host.ssh.run(["mv", "-T", f"{RUNTIME_DIR}.next", RUNTIME_DIR], sudo=True, timeout=30)
+
+
+def start(host: Host, pull: str, monitoring: bool) -> None:
+    """Recreate every service on the live release (Xray reads its config only at start); a running monitoring
+    stack is included so that `--remove-orphans` keeps it."""
+    args = ["up", "--detach", "--remove-orphans", "--force-recreate", f"--pull={pull}"]
+    result = host.ssh.run(host.compose(args, monitoring=monitoring), sudo=True, timeout=600, check=False)
+    if not result.ok:
+        raise OvpnError(
+            f"docker compose up failed on {host.server.name}: {result.error_text}", "see `ovpn doctor`"
+        )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    ok: bool
+    checks: list[tuple[str, bool, str]]
+
+    def failures(self) -> str:
+        return "; ".join(f"{name}: {detail}" for name, ok, detail in self.checks if not ok)
+
+
+def _required_services(server: Server) -> list[str]:
+    return ["xray", "ovpn-agent", "haproxy"] if server.is_proxy else ["xray", "ovpn-agent"]
+
+
+def _snapshot(host: Host) -> dict[str, tuple[str, str, str]]:
+    """service -> (state, health, container id)."""
+    snapshot = {}
+    for record in host.compose_services():
+        service = str(record.get("Service", ""))
+        snapshot[service] = (
+            str(record.get("State", "")),
+            str(record.get("Health", "")),
+            str(record.get("ID", "")),
+        )
+    return snapshot
+
+
+def _probe_in_agent(host: Host, url: str) -> str | None:
+    """Fetch a URL from inside the agent container (it has Python and sits on the compose network)."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=4).read().decode())"
+    result = host.ssh.run(["docker", "exec", AGENT_CONTAINER, "python3", "-c", code], sudo=True, timeout=30,
+                          check=False)  # fmt: skip
+    return result.text if result.ok else None
+
+
+def health_gate(host: Host, expect_backend_up: bool, timeout: int) -> GateResult:
+    """Wait (bounded) until every required service runs stably, Xray listens, the agent is healthy, and on a
+    proxy with backends HAProxy sees one UP."""
+    server = host.server
+    required = _required_services(server)
+    deadline = time.monotonic() + timeout
+    checks: list[tuple[str, bool, str]] = []
+    while True:
+        checks = []
+        snapshot = _snapshot(host)
+        for service in required:
+            state, health, _ = snapshot.get(service, ("missing", "", ""))
+            healthy = state == "running" and health in ("", "healthy")
+            checks.append((f"service {service}", healthy, f"{state}{f' ({health})' if health else ''}"))
+        if all(ok for _, ok, _ in checks):
+            time.sleep(SETTLE_SECONDS)
+            again = _snapshot(host)
+            for service in required:
+                stable = again.get(service) == snapshot.get(service)
+                checks.append(
+                    (
+                        f"{service} stays up",
+                        stable,
+                        "running" if stable else f"restarted: {again.get(service)}",
+                    )
+                )
+            listening = host.ssh.run(
+                ["timeout", "3", "bash", "-c", f"</dev/tcp/127.0.0.1/{server.port}"], sudo=True, check=False,
+                timeout=15,
+            ).ok  # fmt: skip
+            checks.append(
+                (f"xray listens on {server.port}", listening, "accepting" if listening else "no listener")
+            )
+            health_doc = _probe_in_agent(host, "http://127.0.0.1:9090/health")
+            api_up = bool(health_doc) and json.loads(health_doc or "{}").get("status") == "ok"
+            checks.append(
+                ("agent healthy", api_up, "Xray API answers" if api_up else f"agent says {health_doc}")
+            )
+            if server.is_proxy and expect_backend_up:
+                metrics = _probe_in_agent(host, f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics") or ""
+                up = any(
+                    line.startswith("haproxy_server_status{") and f'proxy="{POOL_BACKEND}"' in line
+                    and 'state="UP"' in line and line.rstrip().endswith(" 1")
+                    for line in metrics.splitlines()
+                )  # fmt: skip
+                checks.append(
+                    ("haproxy backend UP", up, "at least one backend UP" if up else "no backend UP")
+                )
+            if all(ok for _, ok, _ in checks):
+                return GateResult(True, checks)
+        if time.monotonic() > deadline:
+            return GateResult(False, checks)
+        time.sleep(2)
+
+
+def _logs_tail(host: Host, service: str, lines: int = 15) -> str:
+    result = host.ssh.run(host.compose(["logs", "--no-color", "--tail", str(lines), service]), sudo=True,
+                          timeout=60, check=False)  # fmt: skip
+    return result.text.strip()
+
+
+def rollback(host: Host, previous: LiveRelease | None, pull: str, monitoring: bool) -> str:
+    if previous is None:
+        host.ssh.run(host.compose(["down", "--remove-orphans"]), sudo=True, timeout=300, check=False)
+        host.ssh.run(["rm", "-f", RUNTIME_DIR], sudo=True, timeout=30, check=False)
+        return "there was no previous release: the services were stopped"
+    switch(host, previous.directory)
+    start(host, "never" if pull == "never" else "missing", monitoring)
+    return f"switched back to {previous.revision}"
+
+
+def prune(host: Host, keep: int = KEEP_RELEASES) -> None:
+    script = (
+        'cd "$1" || exit 0; live=$(basename "$(readlink -f "$2")"); '
+        'ls -1d */ 2>/dev/null | sed "s#/##" | grep -v "\\.partial$" | sort -r | tail -n +$(( $3 + 1 )) | '
+        'while read -r r; do [ "$r" = "$live" ] || rm -rf -- "$r"; done'
+    )
+    host.ssh.run(["sh", "-c", script, "sh", RELEASES_DIR, RUNTIME_DIR, str(keep)], sudo=True, timeout=120,
+                 check=False)  # fmt: skip
+
+
+def relay_identity_problems(app: App, proxy: Server, backends: list[Server], accept_new: bool) -> list[str]:
+    """Backends whose LIVE config lacks the pool's relay client (the seed's `invalid request user id` case)."""
+    problems = []
+    for backend in backends:
+        try:
+            with connect(app, backend, accept_new_host_key=accept_new) as ssh:
+                result = ssh.run(
+                    ["cat", f"{RUNTIME_DIR}/xray/config.json"], sudo=True, timeout=30, check=False
+                )
+        except OvpnError as e:
+            problems.append(f"{backend.name}: cannot read its live config ({e.message})")
+            continue
+        if not result.ok:
+            problems.append(f"{backend.name}: has no live config (never deployed)")
+            continue
+        if not live_config_has_relay(result.text, backend):
+            problems.append(
+                f"{backend.name}: its live config lacks {RELAY_EMAIL} with the pool's relay identity"
+            )
+    return problems
+
+
+def live_config_has_relay(config_text: str, backend: Server) -> bool:
+    try:
+        inbound = json.loads(config_text)["inbounds"][0]
+        clients = inbound["settings"]["clients"]
+        short_ids = inbound["streamSettings"]["realitySettings"]["shortIds"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return False
+    has_client = any(c.get("email") == RELAY_EMAIL and c.get("id") == backend.relay_uuid for c in clients)
+    return has_client and backend.relay_short_id in short_ids
+
+
+def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> DeployOutcome:
+    progress(f"rendering {name}")
+    rendered = render_server(app, name)
+    server = rendered.server
+    digest = bundle_digest(rendered.bundle)
+    revision = new_revision(digest)
+    with app.reading() as repo:
+        pool = [m.server for m in repo.pool(name)] if server.is_proxy else []
+    if server.is_proxy and pool and options.check_relay:
+        progress("checking that every attached backend's live config carries the relay identity")
+        problems = relay_identity_problems(app, server, pool, options.accept_new_host_key)
+        if problems:
+            raise OvpnError(
+                f"refusing to deploy proxy {name}: " + "; ".join(problems),
+                "deploy the backend first (`ovpn deploy " + pool[0].name + "`), then the proxy",
+            )
+    with connect(app, server, accept_new_host_key=options.accept_new_host_key) as ssh:
+        host = Host(ssh, server)
+        previous = host.live_release()
+        if previous and previous.bundle_sha256 == digest and not options.force:
+            return DeployOutcome(name, "unchanged", previous.revision, digest, "the host already runs this bundle",
+                                 rendered.warnings)  # fmt: skip
+        with app.writing() as repo:
+            revision_id = repo.start_revision(name, revision, digest, getpass.getuser())
+        try:
+            outcome = _apply(host, rendered, revision, digest, previous, bool(pool), options, progress)
+        except BaseException as e:
+            message = e.message if isinstance(e, OvpnError) else f"interrupted: {e!r}"
+            with app.writing() as repo:
+                repo.finish_revision(revision_id, "failed", message)
+            raise
+        with app.writing() as repo:
+            repo.finish_revision(revision_id, outcome.result, outcome.message)
+        outcome.warnings = rendered.warnings
+        if outcome.result != "ok":
+            serving = "the previous release is serving again" if previous else "nothing was running before"
+            raise OvpnError(
+                f"deploy of {name} failed the health gate: {outcome.message}",
+                f"{serving}; fix the cause and deploy again",
+            )
+        return outcome
+
+
+def _apply(
+    host: Host,
+    rendered: RenderedServer,
+    revision: str,
+    digest: str,
+    previous: LiveRelease | None,
+    pool_nonempty: bool,
+    options: DeployOptions,
+    progress: Progress,
+) -> DeployOutcome:
+    server = host.server
+    release = stage(host, rendered.bundle, revision, digest, progress)
+    build_agent_image(host, release, rendered.images, progress)
+    validate_on_host(host, release, rendered.images, options.pull, progress)
+    monitoring = host.monitoring_running()
+    progress(f"switching {RUNTIME_DIR} to {revision}")
+    switch(host, release)
+    progress("starting services (docker compose up)")
+    try:
+        start(host, options.pull, monitoring)
+        progress("health gate")
+        gate = health_gate(host, pool_nonempty, options.gate_timeout)
+    except OvpnError as e:
+        gate = GateResult(False, [("start", False, e.message)])
+    if gate.ok:
+        prune(host)
+        return DeployOutcome(server.name, "ok", revision, digest, f"{revision} is live")
+    failing = [name for name, ok, _ in gate.checks if not ok]
+    logs = ""
+    for service in _required_services(server):
+        if any(service in name for name in failing):
+            logs = _logs_tail(host, service)
+            break
+    progress(f"health gate failed ({gate.failures()}); rolling back")
+    how = rollback(host, previous, options.pull, monitoring)
+    message = f"health gate failed: {gate.failures()}; {how}"
+    if logs:
+        message += f"\nlast log lines:\n{logs}"
+    return DeployOutcome(server.name, "rolled-back", revision, digest, message)

@@ -1,0 +1,109 @@
+"""Everyday host operations: init, status, logs, restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ovpn.errors import OvpnError
+from ovpn.ops.app import App
+from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy
+from ovpn.ops.host import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR, Host, connect
+
+SERVICES = (
+    "xray", "haproxy", "ovpn-agent", "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor",
+    "ovpn-telegram-bot",
+)  # fmt: skip
+MONITORING_SERVICES = SERVICES[3:]
+
+
+def _service(name: str | None) -> str | None:
+    if name is not None and name not in SERVICES:
+        raise OvpnError(f"unknown service {name!r}", f"services: {', '.join(SERVICES)}")
+    return name
+
+
+def check_host(host: Host, progress: Progress) -> None:
+    """OS, sudo, Docker and Compose; installs Docker Engine from the distribution when it is missing."""
+    ssh = host.ssh
+    os_release = ssh.run(["cat", "/etc/os-release"], timeout=30).text
+    if "ID=debian" not in os_release and "ID=ubuntu" not in os_release:
+        raise OvpnError(
+            f"{host.server.name} is not Debian or Ubuntu", "ovpn manages Debian 12 (or Ubuntu) hosts"
+        )
+    if not ssh.run(["true"], sudo=True, check=False, timeout=30).ok:
+        raise OvpnError(
+            f"{host.server.ssh_user} on {host.server.name} has no passwordless sudo",
+            "run the Ansible bootstrap playbook, or allow `sudo -n` for this user",
+        )
+    if not ssh.run(["docker", "version"], sudo=True, check=False, timeout=60).ok:
+        progress("Docker is missing: installing docker.io from the distribution")
+        ssh.run(["apt-get", "update", "-q"], sudo=True, timeout=600)
+        ssh.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "docker.io"],
+                sudo=True, timeout=1200)  # fmt: skip
+    if not ssh.run(["docker", "compose", "version"], sudo=True, check=False, timeout=60).ok:
+        raise OvpnError(
+            f"Docker Compose v2 (`docker compose`) is missing on {host.server.name}",
+            "install the Compose plugin (the Ansible bootstrap playbook does), then run `ovpn server init` again",
+        )
+
+
+def init(app: App, name: str, options: DeployOptions, progress: Progress) -> DeployOutcome:
+    with app.reading() as repo:
+        server = repo.server(name)
+    with connect(app, server, accept_new_host_key=options.accept_new_host_key) as ssh:
+        host = Host(ssh, server)
+        progress(f"checking {name}: OS, sudo, Docker, Compose")
+        check_host(host, progress)
+        ssh.run(["mkdir", "-p", RELEASES_DIR, BACKUP_DIR], sudo=True, timeout=30)
+        ssh.run(["chmod", "0750", RELEASES_DIR, BACKUP_DIR], sudo=True, timeout=30)
+        ssh.run(["rmdir", "--ignore-fail-on-non-empty", RUNTIME_DIR], sudo=True, timeout=30, check=False)
+        if ssh.run(
+            ["test", "-d", RUNTIME_DIR, "-a", "!", "-L", RUNTIME_DIR], sudo=True, check=False, timeout=30
+        ).ok:
+            raise OvpnError(
+                f"{RUNTIME_DIR} on {name} is a directory that ovpn did not create",
+                f"move it away (it is not touched), then run `ovpn server init {name}` again",
+            )
+    return deploy(app, name, options, progress)
+
+
+def status(app: App, name: str) -> list[dict[str, object]]:
+    with app.reading() as repo:
+        server = repo.server(name)
+    with connect(app, server) as ssh:
+        host = Host(ssh, server)
+        return host.compose_services(monitoring=host.monitoring_running())
+
+
+def logs(app: App, name: str, service: str | None, tail: int, follow: bool) -> Iterator[str]:
+    if tail <= 0:
+        raise OvpnError(f"invalid --tail {tail}", "give a positive number of lines")
+    with app.reading() as repo:
+        server = repo.server(name)
+    with connect(app, server) as ssh:
+        host = Host(ssh, server)
+        monitoring = _service(service) in MONITORING_SERVICES or host.monitoring_running()
+        args = ["logs", "--no-color", "--tail", str(tail)]
+        if follow:
+            args.append("--follow")
+        argv = host.compose([*args, *([service] if service else [])], monitoring=monitoring)
+        if follow:
+            yield from ssh.stream(argv, sudo=True)
+        else:
+            yield from ssh.run(argv, sudo=True, timeout=120).text.splitlines()
+
+
+def restart(app: App, name: str, service: str | None) -> None:
+    with app.reading() as repo:
+        server = repo.server(name)
+    targets = (
+        [_service(service)] if service else ["xray", "ovpn-agent", *(["haproxy"] if server.is_proxy else [])]
+    )
+    with connect(app, server) as ssh:
+        host = Host(ssh, server)
+        monitoring = service in MONITORING_SERVICES
+        ssh.run(
+            host.compose(["restart", *[t for t in targets if t]], monitoring=monitoring),
+            sudo=True,
+            timeout=300,
+        )

@@ -1,0 +1,82 @@
+"""One server's host as ovpn sees it over SSH: the runtime layout under /opt and the Compose project."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ovpn.core.model import Server
+from ovpn.errors import OvpnError
+from ovpn.ops.app import App
+from ovpn.remote.ssh import Ssh, SshTarget, default_settings
+
+RUNTIME_DIR = "/opt/ovpn"
+RELEASES_DIR = "/opt/ovpn-releases"
+BACKUP_DIR = "/opt/ovpn-backups"
+RELEASE_MARKER = ".ovpn-release.json"
+MAIN_COMPOSE = "docker-compose.yml"
+MONITORING_COMPOSE = "docker-compose.monitoring.yml"
+PROJECT = "ovpn"
+
+
+def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> Ssh:
+    target = SshTarget(server.host, server.ssh_port, server.ssh_user, server.ssh_identity)
+    return Ssh(target, default_settings(app.data_dir, accept_new_host_key=accept_new_host_key))
+
+
+@dataclass(frozen=True)
+class LiveRelease:
+    revision: str
+    bundle_sha256: str
+    directory: str
+
+
+class Host:
+    """Commands against one host's runtime. Every path and argument is passed as a list, never as shell text."""
+
+    def __init__(self, ssh: Ssh, server: Server) -> None:
+        self.ssh = ssh
+        self.server = server
+
+    def compose(
+        self, args: Sequence[str], *, directory: str = RUNTIME_DIR, monitoring: bool = False
+    ) -> list[str]:
+        files = [MAIN_COMPOSE, MONITORING_COMPOSE] if monitoring else [MAIN_COMPOSE]
+        argv = ["docker", "compose", "--project-name", PROJECT, "--project-directory", directory]
+        for name in files:
+            argv += ["-f", f"{directory}/{name}"]
+        return [*argv, *args]
+
+    def live_release(self) -> LiveRelease | None:
+        result = self.ssh.run(["cat", f"{RUNTIME_DIR}/{RELEASE_MARKER}"], sudo=True, check=False, timeout=30)
+        if not result.ok:
+            return None
+        try:
+            doc = json.loads(result.text)
+            target = self.ssh.run(["readlink", "-f", RUNTIME_DIR], sudo=True, timeout=30).text.strip()
+            return LiveRelease(str(doc["revision"]), str(doc["bundle_sha256"]), target)
+        except (ValueError, KeyError) as e:
+            raise OvpnError(
+                f"{RUNTIME_DIR}/{RELEASE_MARKER} on {self.server.name} is unreadable ({e})",
+                "the runtime was changed by hand; redeploy with `ovpn deploy --force`",
+            ) from None
+
+    def monitoring_running(self) -> bool:
+        result = self.ssh.run(
+            ["docker", "ps", "--filter", f"label=com.docker.compose.project={PROJECT}",
+             "--filter", "label=com.docker.compose.service=prometheus", "--format", "{{.ID}}"],
+            sudo=True, check=False, timeout=30,
+        )  # fmt: skip
+        return result.ok and bool(result.text.strip())
+
+    def compose_services(self, *, monitoring: bool = False) -> list[dict[str, object]]:
+        """`docker compose ps` as records (Compose prints a JSON array or one object per line by version)."""
+        result = self.ssh.run(self.compose(["ps", "--all", "--format", "json"], monitoring=monitoring), sudo=True,
+                              timeout=60)  # fmt: skip
+        text = result.text.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return list(json.loads(text))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]

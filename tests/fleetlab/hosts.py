@@ -1,0 +1,112 @@
+"""Start and stop the lab's host containers, the controller, and run ovpn inside the controller's netns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fleetlab.engine import Engine
+from tests.fleetlab.images import HOST_IMAGE
+
+NETWORK = "ovpn-fleetlab-net"
+SUBNET = "10.214.1.0/24"
+TEST_RANGE = "10.214.0.0/16"
+PREFIX = "ovpn-fleetlab-"
+CONTAINER_OPTIONS = [
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+]  # fmt: skip
+
+
+@dataclass
+class LabHost:
+    name: str
+    address: str
+    container: str
+
+
+@dataclass
+class FleetLab:
+    engine: Engine
+    key: Path
+    hosts: dict[str, LabHost] = field(default_factory=dict)
+    controller_pid: int = 0
+    created_route: bool = False
+
+    def exec(
+        self, host: str, *argv: str, input: bytes | None = None, timeout: float = 300, check: bool = True
+    ) -> str:
+        return self.engine.docker("exec", "-i", self.hosts[host].container, *argv, input=input, timeout=timeout,
+                                  check=check)  # fmt: skip
+
+    def in_controller(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 900,
+                      input: bytes | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """Run a program of this machine inside the controller's network namespace (never the root one)."""
+        return subprocess.run(
+            ["nsenter", f"--net=/proc/{self.controller_pid}/ns/net", "--", *argv],
+            capture_output=True, text=True, env=env, timeout=timeout, check=False,
+            input=input.decode() if input is not None else None,
+        )  # fmt: skip
+
+
+def _wait(condition: object, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():  # type: ignore[operator]
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _route(action: str) -> None:
+    subprocess.run(["ip", "route", action, "blackhole", TEST_RANGE], check=False, capture_output=True)
+
+
+def start_lab(engine: Engine, names: list[str], workdir: Path, service_images: Path) -> FleetLab:
+    """Create the network, the controller and one host per name (10.214.1.11, .12, ...)."""
+    _route("replace")
+    key = workdir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    lab = FleetLab(engine, key, created_route=True)
+    engine.docker("network", "create", "--internal", "--subnet", SUBNET, NETWORK)
+    controller = PREFIX + "controller"
+    engine.docker("run", "-d", "--pull", "never", "--name", controller, "--network", NETWORK, "--ip", "10.214.1.2",
+                  "--entrypoint", "sleep", HOST_IMAGE, "infinity")  # fmt: skip
+    lab.controller_pid = int(engine.docker("inspect", "-f", "{{.State.Pid}}", controller).strip())
+    public_key = key.with_suffix(".pub").read_bytes()
+    for index, name in enumerate(names):
+        address = f"10.214.1.{11 + index}"
+        container = PREFIX + name
+        engine.docker(
+            "run", "-d", "--pull", "never", "--name", container, "--hostname", name, "--network", NETWORK,
+            "--ip", address, *CONTAINER_OPTIONS, "--tmpfs", "/run", "--tmpfs", "/tmp",
+            "-v", f"{container}-docker:/var/lib/docker", HOST_IMAGE,
+        )  # fmt: skip
+        lab.hosts[name] = LabHost(name, address, container)
+        lab.exec(name, "sh", "-c", "mkdir -p ~ovpn/.ssh && cat > ~ovpn/.ssh/authorized_keys && "
+                 "chown -R ovpn: ~ovpn/.ssh && chmod 700 ~ovpn/.ssh", input=public_key)  # fmt: skip
+    for name in names:
+        container = lab.hosts[name].container
+        _wait(lambda c=container: engine.succeeds("exec", c, "docker", "info"), f"dockerd on {name}", 90)
+        lab.exec(name, "docker", "load", "-q", input=service_images.read_bytes(), timeout=600)
+    return lab
+
+
+def stop_lab(lab: FleetLab) -> None:
+    """Remove exactly what start_lab created, by name."""
+    names = [h.container for h in lab.hosts.values()] + [PREFIX + "controller"]
+    lab.engine.docker("rm", "-f", "-v", *names, check=False, timeout=300)
+    for host in lab.hosts.values():
+        lab.engine.docker("volume", "rm", f"{host.container}-docker", check=False)
+    lab.engine.docker("network", "rm", NETWORK, check=False)
+    if lab.created_route:
+        _route("del")
+
+
+def inspect_host(lab: FleetLab, name: str) -> dict[str, object]:
+    return json.loads(lab.engine.docker("inspect", lab.hosts[name].container))[0]  # type: ignore[no-any-return]

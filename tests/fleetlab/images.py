@@ -1,0 +1,147 @@
+"""Local images for the lab, from debootstrap and the Go-built Xray only (nothing is pulled from a registry).
+
+* the host image: Debian 12 with sshd, sudo, Docker Engine and the Compose v2 plugin, plus an init script that
+  starts sshd and an inner Docker engine;
+* service images loaded into each host's inner engine: a Debian runtime with Python and HAProxy (the agent's
+  base image and the HAProxy image) and an Xray image built FROM scratch around the Go-built binary, running as
+  the same non-root user as the official image.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.fleetlab.engine import Engine, tools_dir
+
+XRAY_VERSION = "26.3.27"  # what the Go module proxy serves here; the image tag says so honestly
+HOST_IMAGE = "ovpn-fleetlab/host:6"
+RUNTIME_IMAGE = "ovpn-fleetlab/runtime:bookworm-1"
+HAPROXY_IMAGE = "ovpn-fleetlab/haproxy:2.6"
+XRAY_IMAGE = f"ghcr.io/xtls/xray-core:{XRAY_VERSION}"
+SERVICE_IMAGES = (RUNTIME_IMAGE, HAPROXY_IMAGE, XRAY_IMAGE)
+
+HOST_PACKAGES = "openssh-server,sudo,docker.io,iproute2,procps,ca-certificates,iptables"
+RUNTIME_PACKAGES = "python3,python3-pip,haproxy,ca-certificates"
+
+HOST_INIT = r"""#!/bin/sh
+# Lab host init: fresh SSH host keys, cgroups writable for the inner engine, dockerd, then sshd in the foreground.
+set -e
+rm -f /etc/ssh/ssh_host_*
+ssh-keygen -A >/dev/null
+for dir in /sys/fs/cgroup/*/; do
+  name=$(basename "$dir")
+  case "$name" in unified) continue ;; systemd) option="none,name=systemd" ;; *) option="$name" ;; esac
+  umount "$dir" && mount -t cgroup -o "$option" cgroup "$dir"
+done
+mkdir -p /run/sshd /var/log
+# Like a real server's engine: NAT and forwarding, but only inside this host's own network namespace, whose
+# one interface is on the lab's internal network.
+dockerd >/var/log/dockerd.log 2>&1 &
+exec /usr/sbin/sshd -D -e
+"""
+
+SSHD_CONFIG = """PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+"""
+
+
+def _run(argv: list[str], timeout: float = 1800) -> None:
+    subprocess.run(argv, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _rootfs_tar(name: str, packages: str) -> Path:
+    """A debootstrap root file system as a tarball, cached under the tools dir."""
+    cache = tools_dir() / "fleetlab"
+    cache.mkdir(parents=True, exist_ok=True)
+    tarball = cache / f"{name}.tar"
+    if tarball.exists():
+        return tarball
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        root = Path(tmp) / "root"
+        _run(["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm", str(root)])
+        if name.startswith("host"):
+            _prepare_host_root(root)
+        partial = tarball.with_suffix(".partial")
+        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."])
+        partial.rename(tarball)
+    return tarball
+
+
+def _compose_plugin() -> Path:
+    for candidate in (
+        Path.home() / ".docker/cli-plugins/docker-compose",
+        Path("/usr/libexec/docker/cli-plugins/docker-compose"),
+    ):
+        if candidate.exists():
+            return candidate.resolve()
+    raise RuntimeError("the Compose v2 plugin is missing: run .ci/install-tools")
+
+
+def _prepare_host_root(root: Path) -> None:
+    plugin_dir = root / "usr/libexec/docker/cli-plugins"
+    plugin_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_compose_plugin(), plugin_dir / "docker-compose")
+    (root / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/ssh/sshd_config.d/lab.conf").write_text(SSHD_CONFIG)
+    _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "ovpn"])
+    (root / "etc/sudoers.d/ovpn").write_text("ovpn ALL=(ALL) NOPASSWD:ALL\n")
+    (root / "etc/sudoers.d/ovpn").chmod(0o440)
+
+
+def _has_image(engine: Engine, ref: str) -> bool:
+    return bool(engine.docker("images", "-q", ref).strip())
+
+
+def _build(engine: Engine, tag: str, dockerfile: str, files: dict[str, Path] | None = None) -> None:
+    with tempfile.TemporaryDirectory() as context:
+        for name, path in (files or {}).items():
+            shutil.copy2(path, Path(context) / name)
+        (Path(context) / "Dockerfile").write_text(dockerfile)
+        engine.docker("build", "--pull=false", "-t", tag, context, timeout=900)
+
+
+def ensure_images(engine: Engine, xray_binary: Path) -> Path:
+    """Build whatever is missing; return a `docker save` tarball of the service images for the inner engines."""
+    if not _has_image(engine, "ovpn-fleetlab/host-rootfs:1"):
+        engine.docker(
+            "import", str(_rootfs_tar("host-rootfs-1", HOST_PACKAGES)), "ovpn-fleetlab/host-rootfs:1"
+        )
+    if not _has_image(engine, HOST_IMAGE):
+        # An unlocked account without a password: sshd refuses locked accounts even for key logins.
+        with tempfile.TemporaryDirectory() as tmp:
+            init = Path(tmp) / "lab-host-init"
+            init.write_text(HOST_INIT)
+            init.chmod(0o755)
+            dockerfile = (
+                "FROM ovpn-fleetlab/host-rootfs:1\nRUN usermod -p '*' ovpn\n"
+                "COPY lab-host-init /usr/local/sbin/lab-host-init\n"
+                'CMD ["/usr/local/sbin/lab-host-init"]\n'
+            )
+            _build(engine, HOST_IMAGE, dockerfile, {"lab-host-init": init})
+    if not _has_image(engine, RUNTIME_IMAGE):
+        engine.docker("import", str(_rootfs_tar("runtime-rootfs-1", RUNTIME_PACKAGES)), RUNTIME_IMAGE)
+    if not _has_image(engine, HAPROXY_IMAGE):
+        _build(
+            engine,
+            HAPROXY_IMAGE,
+            f'FROM {RUNTIME_IMAGE}\nCMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]\n',
+        )
+    if not _has_image(engine, XRAY_IMAGE):
+        _build(
+            engine,
+            XRAY_IMAGE,
+            "FROM scratch\nCOPY xray /usr/local/bin/xray\nUSER 65532:65532\n"
+            'ENTRYPOINT ["/usr/local/bin/xray"]\nCMD ["-confdir", "/usr/local/etc/xray/"]\n',
+            {"xray": xray_binary},
+        )
+    saved = tools_dir() / "fleetlab" / "service-images.tar"
+    if not saved.exists():
+        partial = saved.with_suffix(".partial")
+        engine.docker("save", "-o", str(partial), *SERVICE_IMAGES, timeout=900)
+        partial.rename(saved)
+    return saved

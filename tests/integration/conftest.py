@@ -1,0 +1,57 @@
+"""Fixtures for tests against real hosts (the fleet lab)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.conftest import missing_tool, tool_path
+
+
+@dataclass
+class Operator:
+    """ovpn as the operator runs it, inside the lab controller's network namespace, with its own data dir."""
+
+    lab: object
+    data_dir: Path
+    env: dict[str, str]
+
+    def run(self, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        from tests.fleetlab.hosts import FleetLab
+
+        assert isinstance(self.lab, FleetLab)
+        ovpn = str(Path(__file__).resolve().parents[2] / ".venv/bin/ovpn")
+        return self.lab.in_controller([ovpn, *argv], env=self.env, timeout=timeout)
+
+    def ok(self, *argv: str, timeout: float = 900) -> str:
+        result = self.run(*argv, timeout=timeout)
+        assert result.returncode == 0, f"ovpn {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    for tool in ("dockerd", "debootstrap", "nsenter"):
+        if shutil.which(tool) is None:
+            missing_tool(f"{tool} is not installed; run .ci/install-tools")
+    if os.geteuid() != 0:
+        missing_tool("the fleet lab needs root (network namespaces, a private Docker engine)")
+    from tests.fleetlab.engine import start_engine
+    from tests.fleetlab.hosts import start_lab, stop_lab
+    from tests.fleetlab.images import ensure_images
+
+    engine = start_engine()
+    lab = None
+    try:
+        images = ensure_images(engine, tool_path("xray"))
+        lab = start_lab(engine, ["proxy-ru", "vpn-nl", "vpn-de"], tmp_path_factory.mktemp("fleetlab"), images)
+        yield lab
+    finally:
+        if lab is not None:
+            stop_lab(lab)
+        engine.stop()

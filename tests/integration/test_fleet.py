@@ -1,0 +1,175 @@
+"""The seed's rollout and its faults, through the real CLI, against hosts with sshd, sudo, Docker and Compose.
+
+Tests in this module run in order and share one lab (three hosts) and one operator state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from tests.conftest import tools_bin_dir
+from tests.fleetlab.hosts import FleetLab
+from tests.fleetlab.images import HAPROXY_IMAGE, RUNTIME_IMAGE, XRAY_VERSION
+from tests.integration.conftest import Operator
+from tests.support.topology import XRAY_KEY_PAIRS, lab_geodata
+
+from ovpn.state.db import DB_FILE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operator:
+    work = tmp_path_factory.mktemp("operator")
+    geodata = lab_geodata()
+    (work / "geosite.dat").write_bytes(geodata.geosite)
+    (work / "geoip.dat").write_bytes(geodata.geoip)
+    env = {
+        **os.environ,
+        "PATH": f"{os.environ['PATH']}:{tools_bin_dir()}",
+        "OVPN_DATA_DIR": str(work / "state"),
+        "OVPN_PROXY_GEOSITE_PATH": str(work / "geosite.dat"),
+        "OVPN_PROXY_GEOIP_PATH": str(work / "geoip.dat"),
+    }
+    operator = Operator(fleet_lab, work / "state", env)
+    common = ["--ssh-user", "ovpn", "--ssh-identity", str(fleet_lab.key), "--xray-version", XRAY_VERSION,
+              "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}"]  # fmt: skip
+    hosts = fleet_lab.hosts
+    operator.ok("server", "add", "--name", "proxy-ru", "--role", "proxy", "--proxy-preset", "ru",
+                "--host", hosts["proxy-ru"].address, "--domain", "proxy-ru.lab", *common)  # fmt: skip
+    for name in ("vpn-nl", "vpn-de"):
+        operator.ok("server", "add", "--name", name, "--role", "vpn", "--host", hosts[name].address,
+                    "--reality-private-key", XRAY_KEY_PAIRS["pool"][0], "--reality-short-id", "0123456789abcdef",
+                    *common)  # fmt: skip
+    operator.ok("user", "add", "--username", "alice")
+    return operator
+
+
+def services(op: Operator, name: str) -> dict[str, str]:
+    return {s["Service"]: s["State"] for s in json.loads(op.ok("server", "status", name, "--json"))}
+
+
+def live_revision(lab: FleetLab, host: str) -> str:
+    return json.loads(lab.exec(host, "cat", "/opt/ovpn/.ovpn-release.json"))["revision"]  # type: ignore[no-any-return]
+
+
+def revisions(op: Operator, name: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(op.data_dir / DB_FILE) as conn:
+        rows = conn.execute(
+            "SELECT r.revision, r.result FROM deploy_revisions r JOIN servers s ON s.id = r.server_id "
+            "WHERE s.name = ? ORDER BY r.id", (name,),
+        )  # fmt: skip
+        return [(r[0], r[1]) for r in rows]
+
+
+def test_existing_backends_are_initialised(op: Operator, fleet_lab: FleetLab) -> None:
+    fleet_lab.exec("vpn-de", "mkdir", "-p", "/opt/ovpn-releases")
+    fleet_lab.exec("vpn-de", "mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", "/opt/ovpn-releases")
+    for name in ("vpn-nl", "vpn-de"):
+        out = op.ok("server", "init", name, "--accept-new-host-key", "--pull", "never")
+        assert f"{name}: deployed" in out
+        assert services(op, name) == {"xray": "running", "ovpn-agent": "running"}
+        assert revisions(op, name)[-1][1] == "ok"
+
+
+def test_the_proxy_initialises_before_any_backend_and_fails_closed(op: Operator) -> None:
+    result = op.run("server", "init", "proxy-ru", "--accept-new-host-key", "--pull", "never")
+    assert result.returncode == 0, result.stderr
+    assert "no backend attached" in result.stderr
+    assert services(op, "proxy-ru") == {"xray": "running", "ovpn-agent": "running", "haproxy": "running"}
+
+
+def test_a_proxy_deploy_is_refused_until_the_backend_carries_the_relay_identity(op: Operator) -> None:
+    op.ok("server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-nl")
+    before = revisions(op, "proxy-ru")
+    result = op.run("deploy", "proxy-ru", "--pull", "never")
+    assert result.returncode == 1
+    assert "vpn-nl: its live config lacks proxy-service@cluster" in result.stderr
+    assert "ovpn deploy vpn-nl" in result.stderr
+    assert revisions(op, "proxy-ru") == before
+
+
+def test_seed_rollout_backend_first_then_proxy(op: Operator, fleet_lab: FleetLab) -> None:
+    op.ok("config", "validate", "--server", "vpn-nl")
+    assert "vpn-nl: deployed" in op.ok("deploy", "vpn-nl", "--pull", "never")
+    config = json.loads(fleet_lab.exec("vpn-nl", "cat", "/opt/ovpn/xray/config.json"))
+    assert "proxy-service@cluster" in [c["email"] for c in config["inbounds"][0]["settings"]["clients"]]
+    op.ok("config", "validate", "--server", "proxy-ru")
+    # The proxy's health gate requires HAProxy to see the backend UP across the lab network.
+    assert "proxy-ru: deployed" in op.ok("deploy", "proxy-ru", "--pull", "never")
+    op.ok("server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-de")
+    op.ok("deploy", "vpn-de", "--pull", "never")
+    op.ok("deploy", "proxy-ru", "--pull", "never")
+    haproxy = fleet_lab.exec("proxy-ru", "cat", "/opt/ovpn/haproxy/haproxy.cfg")
+    assert f"server vpn-de {fleet_lab.hosts['vpn-de'].address}:443 check" in haproxy
+    logs = op.ok("server", "logs", "proxy-ru", "--service", "haproxy", "--tail", "200")
+    assert "haproxy" in logs
+
+
+def test_a_no_change_redeploy_touches_nothing(op: Operator, fleet_lab: FleetLab) -> None:
+    live = live_revision(fleet_lab, "vpn-nl")
+    assert "unchanged" in op.ok("deploy", "vpn-nl", "--pull", "never")
+    assert live_revision(fleet_lab, "vpn-nl") == live
+
+
+def test_a_bundle_that_fails_xray_test_on_the_host_is_not_switched_to(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    live = live_revision(fleet_lab, "vpn-nl")
+    op.ok("server", "set", "vpn-nl", "--image", f"xray={RUNTIME_IMAGE}")
+    result = op.run("deploy", "vpn-nl", "--pull", "never")
+    op.ok("server", "set", "vpn-nl", "--image", "xray=")
+    assert result.returncode == 1 and "xray run -test failed on vpn-nl" in result.stderr
+    assert "nothing was switched" in result.stderr
+    assert live_revision(fleet_lab, "vpn-nl") == live
+    assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
+    assert revisions(op, "vpn-nl")[-1][1] == "failed"
+
+
+def test_a_service_that_crashes_after_start_is_rolled_back(op: Operator, fleet_lab: FleetLab) -> None:
+    live = live_revision(fleet_lab, "vpn-de")
+    # Port 10085 is Xray's own API port inside the container: the inbound cannot bind it, so Xray exits at start
+    # although `xray run -test` (which binds nothing) accepts the config.
+    op.ok("server", "set", "vpn-de", "--port", "10085")
+    result = op.run("deploy", "vpn-de", "--pull", "never", "--no-relay-check")
+    op.ok("server", "set", "vpn-de", "--port", "443")
+    assert result.returncode == 1, result.stdout
+    assert "health gate failed" in result.stderr and "switched back to" in result.stderr
+    assert live_revision(fleet_lab, "vpn-de") == live
+    assert revisions(op, "vpn-de")[-1][1] == "rolled-back"
+    assert services(op, "vpn-de") == {"xray": "running", "ovpn-agent": "running"}
+
+
+def test_a_full_disk_is_reported_and_the_live_release_keeps_serving(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    live = live_revision(fleet_lab, "vpn-de")
+    fleet_lab.exec("vpn-de", "sh", "-c", "cat /dev/zero > /opt/ovpn-releases/filler 2>/dev/null; true")
+    op.ok("user", "add", "--username", "bob")
+    try:
+        result = op.run("deploy", "vpn-de", "--pull", "never")
+    finally:
+        fleet_lab.exec("vpn-de", "rm", "-f", "/opt/ovpn-releases/filler")
+    assert result.returncode == 1 and "disk on vpn-de is full" in result.stderr
+    assert live_revision(fleet_lab, "vpn-de") == live
+    assert services(op, "vpn-de") == {"xray": "running", "ovpn-agent": "running"}
+    assert "vpn-de: deployed" in op.ok("deploy", "vpn-de", "--pull", "never")
+
+
+def test_a_changed_host_key_is_refused(op: Operator, fleet_lab: FleetLab) -> None:
+    fleet_lab.exec("vpn-de", "sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null")
+    result = op.run("server", "status", "vpn-de")
+    assert result.returncode == 1
+    assert "host key of" in result.stderr and "CHANGED" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_state_has_a_revision_per_attempt(op: Operator) -> None:
+    results = [r for _, r in revisions(op, "vpn-de")]
+    assert results[:2] == ["ok", "ok"] and "rolled-back" in results and "failed" in results
+    assert all(r in {"ok", "failed", "rolled-back"} for r in results)
+    assert Path(op.data_dir / "known_hosts").read_text().count("10.214.1.") >= 3
