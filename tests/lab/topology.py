@@ -25,6 +25,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -157,15 +158,16 @@ def write_certificate(
     return ca_path, cert_path, key_path
 
 
-def haproxy_fd_override(rendered_maxconn: int = 20000) -> list[str]:
-    """`-n N` when this machine cannot give HAProxy the file descriptors its rendered `maxconn` needs.
+def haproxy_fd_override(config: Path) -> list[str]:
+    """`-n N` when this machine cannot give HAProxy the file descriptors the file's global `maxconn` needs.
 
     HAProxy needs about two descriptors per connection and raises its own limit when it can; without
     CAP_SYS_RESOURCE (withheld here: the hard RLIMIT_NOFILE is 20000) it refuses to start. `-n` takes precedence
-    over the file's `maxconn`, so the rendered file stays exactly as deployed; a lab never gets near either.
+    over the file's `maxconn`, so the file stays exactly as rendered; a lab never gets near either limit.
     """
+    match = re.search(r"^global\n(?:[ \t]+.*\n)*?[ \t]+maxconn[ \t]+(\d+)", config.read_text(), re.MULTILINE)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard >= 2 * rendered_maxconn + 100:
+    if match is None or hard == resource.RLIM_INFINITY or hard >= 2 * int(match.group(1)) + 100:
         return []
     return ["-n", str((hard - 100) // 2)]
 
@@ -363,11 +365,23 @@ class Lab:
         if self.haproxy is not None:
             self.haproxy.stop()
         config = config or self.bundle("proxy-ru", "post") / "haproxy" / "haproxy.cfg"
-        run([str(self.tools.haproxy), "-c", "-q", "-f", str(config)])
-        argv = [str(self.tools.haproxy), "-W", "-db", *haproxy_fd_override(), "-f", str(config)]
+        self.in_namespace(
+            "proxy", [str(self.tools.haproxy), "-c", "-q", *haproxy_fd_override(config), "-f", str(config)]
+        )
+        argv = [str(self.tools.haproxy), "-W", "-db", *haproxy_fd_override(config), "-f", str(config)]
         proc = self.procs.start("haproxy", self.host("proxy").namespace, argv)
         self._wait_started(proc, lambda: listening(proc.pid, 15443) and listening(proc.pid, 8404), "HAProxy")
         self.haproxy = proc
+
+    def set_priority(self, backend: str, priority: int) -> Path:
+        """Change a backend's priority through the CLI, re-render the proxy and restart HAProxy with it."""
+        self.ovpn("server", "backend", "attach", "--proxy", "proxy-ru", "--backend", backend,
+                  "--priority", str(priority))  # fmt: skip
+        out = self.bundles / f"proxy-ru-{backend}-{priority}"
+        self.ovpn("config", "render", "--server", "proxy-ru", "--out", str(out))
+        config = out / "haproxy" / "haproxy.cfg"
+        self.start_haproxy(config)
+        return config
 
     def start_client(self, client: str) -> None:
         config = self.clients_dir / f"{client}.json"
