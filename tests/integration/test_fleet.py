@@ -49,6 +49,12 @@ def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operato
     return operator
 
 
+def doctor(op: Operator, name: str, expect_exit: int) -> dict[str, dict[str, str]]:
+    result = op.run("doctor", name, "--json")
+    assert result.returncode == expect_exit, result.stdout + result.stderr
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
 def services(op: Operator, name: str) -> dict[str, str]:
     return {s["Service"]: s["State"] for s in json.loads(op.ok("server", "status", name, "--json"))}
 
@@ -91,6 +97,10 @@ def test_a_proxy_deploy_is_refused_until_the_backend_carries_the_relay_identity(
     assert "vpn-nl: its live config lacks proxy-service@cluster" in result.stderr
     assert "ovpn deploy vpn-nl" in result.stderr
     assert revisions(op, "proxy-ru") == before
+    report = doctor(op, "vpn-nl", expect_exit=2)
+    assert report["relay identity"]["status"] == "fail"
+    assert "invalid request user id" in report["relay identity"]["message"]
+    assert "ovpn deploy vpn-nl" in report["relay identity"]["hint"]
 
 
 def test_seed_rollout_backend_first_then_proxy(op: Operator, fleet_lab: FleetLab) -> None:
@@ -110,10 +120,48 @@ def test_seed_rollout_backend_first_then_proxy(op: Operator, fleet_lab: FleetLab
     assert "haproxy" in logs
 
 
+def test_doctor_passes_on_the_deployed_topology(op: Operator) -> None:
+    for name in ("vpn-nl", "vpn-de", "proxy-ru"):
+        report = doctor(op, name, expect_exit=0)
+        assert {c["status"] for c in report.values()} <= {"pass"}, report
+    assert doctor(op, "vpn-nl", expect_exit=0)["relay identity"]["status"] == "pass"
+    assert "vpn-nl UP" in doctor(op, "proxy-ru", expect_exit=0)["backend pool"]["message"]
+
+
+def test_doctor_without_ssh_skips_the_remote_checks(op: Operator) -> None:
+    op.ok(
+        "server", "add", "--name", "vpn-gone", "--role", "vpn", "--host", "10.214.1.99", "--ssh-user", "ovpn"
+    )
+    report = doctor(op, "vpn-gone", expect_exit=2)
+    assert report["local config"]["status"] == "pass"
+    assert report["ssh"]["status"] == "fail" and report["ssh"]["hint"]
+    assert report["docker"]["status"] == "skip" and report["agent health"]["status"] == "skip"
+    op.ok("server", "remove", "vpn-gone")
+
+
 def test_a_no_change_redeploy_touches_nothing(op: Operator, fleet_lab: FleetLab) -> None:
     live = live_revision(fleet_lab, "vpn-nl")
     assert "unchanged" in op.ok("deploy", "vpn-nl", "--pull", "never")
     assert live_revision(fleet_lab, "vpn-nl") == live
+
+
+def test_plan_shows_file_changes_and_touches_nothing(op: Operator, fleet_lab: FleetLab) -> None:
+    assert "no changes" in op.ok("deploy", "vpn-nl", "--plan")
+    live = live_revision(fleet_lab, "vpn-nl")
+    op.ok("user", "add", "--username", "carol")
+    op.ok("server", "set", "vpn-nl", "--image", "grafana=grafana/grafana:12.4.4")
+    out = op.ok("deploy", "vpn-nl", "--plan")
+    op.ok("user", "rm", "--username", "carol")
+    op.ok("server", "set", "vpn-nl", "--image", "grafana=")
+    assert "changed  xray/config.json" in out and '+            "email": "carol@global",' in out
+    assert "changed  .env" in out and "+GRAFANA_IMAGE=grafana/grafana:12.4.4" in out
+    live_env = fleet_lab.exec("vpn-nl", "cat", "/opt/ovpn/.env")
+    secrets = [
+        line.split("=", 1)[1] for line in live_env.splitlines() if "TOKEN=" in line or "PASSWORD=" in line
+    ]
+    assert secrets and not any(value in out for value in secrets)
+    assert live_revision(fleet_lab, "vpn-nl") == live
+    assert "no changes" in op.ok("deploy", "vpn-nl", "--plan")
 
 
 def test_a_bundle_that_fails_xray_test_on_the_host_is_not_switched_to(

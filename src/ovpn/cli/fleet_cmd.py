@@ -69,9 +69,10 @@ def _report(outcome: Any, as_json: bool) -> None:
 @click.option(
     "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Parallel hosts for --all."
 )
+@click.option("--plan", "plan_only", is_flag=True, help="Show what would change on the host; touch nothing.")
 @with_deploy_options
 @click.pass_obj
-def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, force: bool, pull: str,
+def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan_only: bool, force: bool, pull: str,
            accept_new_host_key: bool, no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
     """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure."""
     from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,11 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, forc
         raise OvpnError(
             "give one server name or --all", "for example `ovpn deploy vpn-1` or `ovpn deploy --all`"
         )
+    if plan_only:
+        if name is None:
+            raise OvpnError("--plan works on one server", "run `ovpn deploy NAME --plan`")
+        _print_plan(ctx, name, as_json)
+        return
     if name is not None:
         _report(do_deploy(ctx.app, name, options, _progress(name, as_json)), as_json)
         return
@@ -120,6 +126,24 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, forc
         )
     if failed:
         click.get_current_context().exit(1)
+
+
+def _print_plan(ctx: Context, name: str, as_json: bool) -> None:
+    from ovpn.ops.plan import plan
+
+    result = plan(ctx.app, name)
+    if as_json:
+        emit_json({"server": name, "live_revision": result.live_revision,
+                   "changes": [c.__dict__ for c in result.changes]})  # fmt: skip
+        return
+    click.echo(f"{name}: live release {result.live_revision or '(none)'}")
+    if result.empty:
+        click.echo("no changes: a deploy would leave the host as it is")
+        return
+    for change in result.changes:
+        click.echo(f"  {change.change:8} {change.path}")
+        for line in change.diff:
+            click.echo(f"           {line}")
 
 
 @click.command()
@@ -180,3 +204,44 @@ def logs(ctx: Context, /, name: str, service: str | None, tail: int, follow: boo
 
     for line in do_logs(ctx.app, name, service, tail, follow):
         click.echo(line)
+
+
+_MARKS = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--include-logs", is_flag=True, help="Append the last log lines of the runtime services.")
+@click.option(
+    "--tail", type=int, default=100, show_default=True, help="Log lines per service with --include-logs."
+)
+@click.pass_obj
+def doctor(ctx: Context, /, name: str, as_json: bool, include_logs: bool, tail: int) -> None:
+    """Check a server end to end; exit 0 when healthy, 1 with warnings, 2 with failures."""
+    from ovpn.ops.doctor import doctor as do_doctor
+    from ovpn.ops.doctor import worst
+    from ovpn.ops.fleet import logs as do_logs
+
+    checks = do_doctor(ctx.app, name, _progress(name, as_json))
+    logs: dict[str, list[str]] = {}
+    ssh_ok = any(c.name == "ssh" and c.status == "pass" for c in checks)
+    if include_logs and ssh_ok:
+        with ctx.app.reading() as repo:
+            server = repo.server(name)
+        for service in ["xray", "ovpn-agent", *(["haproxy"] if server.is_proxy else [])]:
+            logs[service] = list(do_logs(ctx.app, name, service, tail, follow=False))
+    if as_json:
+        emit_json(
+            {"server": name, "exit_code": worst(checks), "checks": [c.__dict__ for c in checks], "logs": logs}
+        )
+    else:
+        for c in checks:
+            click.echo(f"[{_MARKS[c.status]}] {c.name:18} {c.message}")
+            if c.hint and c.status in ("warn", "fail"):
+                click.echo(f"       hint: {c.hint}")
+        for service, lines in logs.items():
+            click.echo(f"\n--- {service} (last {tail} lines)")
+            for line in lines:
+                click.echo(line)
+    click.get_current_context().exit(worst(checks))

@@ -39,6 +39,7 @@ cli.add_command(demo_cmd.demo)
 cli.add_command(ansible_cmd.ansible)
 cli.add_command(fleet_cmd.deploy)
 cli.add_command(fleet_cmd.restart)
+cli.add_command(fleet_cmd.doctor)
 for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs):
     server_cmd.server.add_command(command)
 

@@ -208,7 +208,7 @@ class GateResult:
         return "; ".join(f"{name}: {detail}" for name, ok, detail in self.checks if not ok)
 
 
-def _required_services(server: Server) -> list[str]:
+def required_services(server: Server) -> list[str]:
     return ["xray", "ovpn-agent", "haproxy"] if server.is_proxy else ["xray", "ovpn-agent"]
 
 
@@ -225,7 +225,7 @@ def _snapshot(host: Host) -> dict[str, tuple[str, str, str]]:
     return snapshot
 
 
-def _probe_in_agent(host: Host, url: str) -> str | None:
+def probe_in_agent(host: Host, url: str) -> str | None:
     """Fetch a URL from inside the agent container (it has Python and sits on the compose network)."""
     code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=4).read().decode())"
     result = host.ssh.run(["docker", "exec", AGENT_CONTAINER, "python3", "-c", code], sudo=True, timeout=30,
@@ -237,7 +237,7 @@ def health_gate(host: Host, expect_backend_up: bool, timeout: int) -> GateResult
     """Wait (bounded) until every required service runs stably, Xray listens, the agent is healthy, and on a
     proxy with backends HAProxy sees one UP."""
     server = host.server
-    required = _required_services(server)
+    required = required_services(server)
     deadline = time.monotonic() + timeout
     checks: list[tuple[str, bool, str]] = []
     while True:
@@ -266,13 +266,13 @@ def health_gate(host: Host, expect_backend_up: bool, timeout: int) -> GateResult
             checks.append(
                 (f"xray listens on {server.port}", listening, "accepting" if listening else "no listener")
             )
-            health_doc = _probe_in_agent(host, "http://127.0.0.1:9090/health")
+            health_doc = probe_in_agent(host, "http://127.0.0.1:9090/health")
             api_up = bool(health_doc) and json.loads(health_doc or "{}").get("status") == "ok"
             checks.append(
                 ("agent healthy", api_up, "Xray API answers" if api_up else f"agent says {health_doc}")
             )
             if server.is_proxy and expect_backend_up:
-                metrics = _probe_in_agent(host, f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics") or ""
+                metrics = probe_in_agent(host, f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics") or ""
                 up = any(
                     line.startswith("haproxy_server_status{") and f'proxy="{POOL_BACKEND}"' in line
                     and 'state="UP"' in line and line.rstrip().endswith(" 1")
@@ -419,7 +419,7 @@ def _apply(
         return DeployOutcome(server.name, "ok", revision, digest, f"{revision} is live")
     failing = [name for name, ok, _ in gate.checks if not ok]
     logs = ""
-    for service in _required_services(server):
+    for service in required_services(server):
         if any(service in name for name in failing):
             logs = _logs_tail(host, service)
             break

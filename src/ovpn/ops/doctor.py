@@ -1,0 +1,194 @@
+"""`ovpn doctor`: an ordered list of checks, each pass/warn/fail/skip with a message and a hint.
+
+Local checks come first (they need no host). If SSH fails, every remote check is skipped rather than failed
+one by one, so the report points at the one real problem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from ovpn.core.model import RELAY_EMAIL, Server
+from ovpn.errors import OvpnError
+from ovpn.geodata.cache import resolve_geodata
+from ovpn.ops.app import App
+from ovpn.ops.deploy import live_config_has_relay, probe_in_agent, required_services
+from ovpn.ops.host import RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR, Host, connect
+from ovpn.ops.render import RenderedServer, proxy_preset, render_server
+from ovpn.render.bundle import bundle_digest
+from ovpn.render.names import HAPROXY_METRICS_PORT, POOL_BACKEND
+
+Status = Literal["pass", "warn", "fail", "skip"]
+RANK = {"pass": 0, "skip": 0, "warn": 1, "fail": 2}
+GEODATA_WARN_AGE = timedelta(hours=72)
+DISK_WARN, DISK_FAIL = 85, 95
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    message: str
+    hint: str = ""
+
+
+def worst(checks: list[Check]) -> int:
+    """The exit code: 0 when everything passed (or was skipped), 1 for a warning, 2 for a failure."""
+    return max((RANK[c.status] for c in checks), default=0)
+
+
+def _local(app: App, server: Server, checks: list[Check]) -> RenderedServer | None:
+    try:
+        rendered = render_server(app, server.name)
+    except OvpnError as e:
+        checks.append(Check("local config", "fail", e.message, e.hint))
+        return None
+    checks.append(Check("local config", "pass", f"the bundle renders ({len(rendered.bundle)} files)"))
+    if server.is_proxy:
+        with app.reading() as repo:
+            pool = repo.attachments(server.name)
+        if pool:
+            checks.append(
+                Check(
+                    "proxy topology", "pass", f"{len(pool)} backend(s): {', '.join(a.backend for a in pool)}"
+                )
+            )
+        else:
+            checks.append(Check("proxy topology", "warn", "no backend attached: foreign traffic fails closed",
+                                f"ovpn server backend attach --proxy {server.name} --backend <vpn-server>"))  # fmt: skip
+        files = resolve_geodata(proxy_preset(server), app.data_dir, env=app.env)
+        fetched = files.fetched_at or datetime.fromtimestamp(
+            min(files.geosite.stat().st_mtime, files.geoip.stat().st_mtime), UTC
+        )
+        age = datetime.now(UTC) - fetched
+        hours = int(age.total_seconds() // 3600)
+        if age > GEODATA_WARN_AGE:
+            checks.append(Check("geodata age", "warn", f"geodata is {hours} h old", "render again to refresh it, "
+                                "or update the files OVPN_PROXY_GEOSITE_PATH/OVPN_PROXY_GEOIP_PATH point at"))  # fmt: skip
+        else:
+            checks.append(Check("geodata age", "pass", f"{hours} h old ({files.source})"))
+    return rendered
+
+
+def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str], checks: list[Check]) -> None:
+    ssh, server = host.ssh, host.server
+
+    def run(argv: list[str], timeout: int = 60) -> tuple[bool, str]:
+        result = ssh.run(argv, sudo=True, check=False, timeout=timeout)
+        return result.ok, (result.text + result.error_text).strip()
+
+    ok, out = run(["true"])
+    checks.append(Check("sudo", "pass" if ok else "fail", "passwordless sudo works" if ok else out,
+                        "" if ok else "allow `sudo -n` for the SSH user (the Ansible bootstrap does)"))  # fmt: skip
+    if not ok:
+        return
+    ok, out = run(["docker", "version", "--format", "{{.Server.Version}}"])
+    checks.append(Check("docker", "pass" if ok else "fail", f"Docker Engine {out}" if ok else out,
+                        "" if ok else f"run `ovpn server init {server.name}`"))  # fmt: skip
+    ok, out = run(["docker", "compose", "version", "--short"])
+    checks.append(Check("compose", "pass" if ok else "fail", f"Compose {out}" if ok else out,
+                        "" if ok else "install the Docker Compose v2 plugin"))  # fmt: skip
+    live = host.live_release()
+    if live is None:
+        checks.append(Check("files", "fail", f"{RUNTIME_DIR} holds no ovpn release",
+                            f"run `ovpn server init {server.name}`"))  # fmt: skip
+        return
+    required = ["docker-compose.yml", ".env", "xray/config.json", RELEASE_MARKER]
+    if server.is_proxy:
+        required += ["haproxy/haproxy.cfg", "geodata/geosite.dat", "geodata/geoip.dat"]
+    missing = [
+        f for f in required if not ssh.run(["test", "-f", f"{RUNTIME_DIR}/{f}"], sudo=True, check=False).ok
+    ]
+    if missing:
+        checks.append(Check("files", "fail", f"missing under {RUNTIME_DIR}: {', '.join(missing)}",
+                            f"ovpn deploy {server.name} --force"))  # fmt: skip
+    elif rendered is not None and bundle_digest(rendered.bundle) != live.bundle_sha256:
+        checks.append(Check("files", "warn", f"{live.revision} is live, but the state now renders another bundle",
+                            f"ovpn deploy {server.name} (see what changes with `ovpn deploy --plan`)"))  # fmt: skip
+    else:
+        checks.append(Check("files", "pass", f"{live.revision} is live and matches the state"))
+    records = {str(r.get("Service")): r for r in host.compose_services()}
+    down = [s for s in required_services(server) if records.get(s, {}).get("State") != "running"]
+    checks.append(Check("services", "fail" if down else "pass",
+                        f"not running: {', '.join(down)}" if down else "all required services are running",
+                        f"ovpn server logs {server.name} --service {down[0]}" if down else ""))  # fmt: skip
+    images = rendered.images if rendered else {}
+    if images:
+        mounts = ["-v", f"{RUNTIME_DIR}/xray/config.json:/etc/xray/config.json:ro"]
+        if server.is_proxy:
+            mounts += ["-v", f"{RUNTIME_DIR}/geodata:/usr/local/share/xray:ro"]
+        ok, out = run(["docker", "run", "--rm", "--pull=never", "--network", "none", *mounts, images["xray"],
+                       "run", "-test", "-config", "/etc/xray/config.json"], timeout=180)  # fmt: skip
+        checks.append(Check("xray config test", "pass" if ok else "fail",
+                            "Configuration OK" if ok else (out.splitlines() or ["failed"])[-1],
+                            "" if ok else f"ovpn deploy {server.name} --force"))  # fmt: skip
+    health = probe_in_agent(host, "http://127.0.0.1:9090/health")
+    status = json.loads(health).get("status") if health else None
+    checks.append(Check("agent health", "pass" if status == "ok" else "fail",
+                        f"agent: {status}" if status else "the agent does not answer",
+                        "" if status == "ok" else f"ovpn server logs {server.name} --service ovpn-agent"))  # fmt: skip
+    ok, out = run(["df", "--output=pcent,target", "/", RELEASES_DIR])
+    usage = [
+        (int(line.split()[0].rstrip("%")), line.split()[1]) for line in out.splitlines()[1:] if line.strip()
+    ]
+    fullest = max(usage, default=(0, "/"))
+    level: Status = "fail" if fullest[0] >= DISK_FAIL else "warn" if fullest[0] >= DISK_WARN else "pass"
+    checks.append(Check("disk", level, f"{fullest[1]} is {fullest[0]}% full",
+                        "" if level == "pass" else "free space: old images (`docker image prune`), logs"))  # fmt: skip
+    if attached_to:
+        ok, config = run(["cat", f"{RUNTIME_DIR}/xray/config.json"])
+        has = ok and live_config_has_relay(config, server)
+        checks.append(Check(
+            "relay identity", "pass" if has else "fail",
+            f"the live config carries {RELAY_EMAIL}" if has else
+            f"the live config lacks {RELAY_EMAIL}: {', '.join(attached_to)} get `invalid request user id`",
+            "" if has else f"redeploy this backend first: ovpn deploy {server.name}; then the proxy",
+        ))  # fmt: skip
+    if server.is_proxy:
+        metrics = probe_in_agent(host, f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics") or ""
+        states: dict[str, str] = {}
+        for line in metrics.splitlines():
+            if (
+                line.startswith("haproxy_server_status{")
+                and f'proxy="{POOL_BACKEND}"' in line
+                and line.endswith(" 1")
+            ):
+                name = line.split('server="', 1)[1].split('"', 1)[0]
+                states[name] = line.split('state="', 1)[1].split('"', 1)[0]
+        up = sorted(n for n, s in states.items() if s == "UP")
+        if not states:
+            checks.append(
+                Check("backend pool", "warn", "HAProxy reports no backend", "attach a backend and deploy")
+            )
+        else:
+            listing = ", ".join(f"{n} {s}" for n, s in sorted(states.items()))
+            checks.append(Check("backend pool", "pass" if len(up) == len(states) else "warn" if up else "fail",
+                                listing, "" if up else "every backend is down: foreign traffic fails closed"))  # fmt: skip
+
+
+def doctor(app: App, name: str, progress: Callable[[str], None]) -> list[Check]:
+    with app.reading() as repo:
+        server = repo.server(name)
+        attached_to = repo.proxies_of(name)
+    checks: list[Check] = []
+    progress("local checks")
+    rendered = _local(app, server, checks)
+    progress("connecting")
+    try:
+        with connect(app, server) as ssh:
+            ssh.run(["true"], timeout=30)
+            checks.append(Check("ssh", "pass", f"connected to {ssh.target.label}"))
+            _remote(Host(ssh, server), rendered, attached_to, checks)
+    except OvpnError as e:
+        if not any(c.name == "ssh" for c in checks):
+            checks.append(Check("ssh", "fail", e.message, e.hint))
+            for remote in ("sudo", "docker", "compose", "files", "services", "xray config test", "agent health",
+                           "disk"):  # fmt: skip
+                checks.append(Check(remote, "skip", "skipped: no SSH connection"))
+        else:
+            checks.append(Check("remote", "fail", e.message, e.hint))
+    return checks
