@@ -2,7 +2,7 @@
 
 Built FROM an image imported from a `rootfs.debootstrap_tarball` (never pulled). What it adds:
 
-* `/usr/local/sbin/hostlab-init`, the container's command: remounts the container's own cgroup v1 hierarchies
+* `/usr/local/sbin/hostlab-init`, the container's command: makes new SSH host keys, remounts the container's own cgroup v1 hierarchies
   read-write (Docker mounts them read-only; with `--cgroupns private` they show only the container's subtree),
   so systemd and an inner Docker engine can manage cgroups, then execs systemd;
 * no apt sources: apt on a lab host has nothing to download from, so nothing can try;
@@ -15,8 +15,13 @@ from __future__ import annotations
 from tests.hostlab.engine import DockerEngine
 
 HOSTLAB_INIT = b"""#!/bin/sh
-# hostlab: make this container's cgroup v1 hierarchies writable, then boot systemd.
+# hostlab: fresh SSH host keys (each container is a different server), this container's cgroup v1 hierarchies
+# writable, then boot systemd.
 set -e
+if [ -x /usr/bin/ssh-keygen ]; then
+  rm -f /etc/ssh/ssh_host_*
+  ssh-keygen -A >/dev/null
+fi
 for hierarchy in /sys/fs/cgroup/*; do
   if mountpoint -q "$hierarchy"; then
     mount -o remount,rw,bind "$hierarchy"

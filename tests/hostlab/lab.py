@@ -41,10 +41,27 @@ class LabHost:
     address: str
     pid: int
 
-    def exec(self, *argv: str, input: bytes | None = None, timeout: float = 120, check: bool = True) -> str:
-        """Run ARGV inside the container (`docker exec`, no network involved); returns stdout."""
+    def exec(
+        self,
+        *argv: str,
+        input: bytes | None = None,
+        input_file: Path | None = None,
+        timeout: float = 120,
+        check: bool = True,
+    ) -> str:
+        """Run ARGV inside the container (`docker exec`, no network involved); returns stdout.
+
+        INPUT (bytes) or INPUT_FILE (streamed, e.g. a `docker save` tarball for the inner engine) is its stdin.
+        """
         proc = self.lab.engine.run(
-            "exec", "-i", self.container, *argv, input=input, timeout=timeout, check=check
+            "exec",
+            "-i",
+            self.container,
+            *argv,
+            input=input,
+            stdin_file=input_file,
+            timeout=timeout,
+            check=check,
         )
         return proc.stdout.decode(errors="replace")
 
@@ -71,9 +88,9 @@ class LabHost:
             error = proc.stderr.decode(errors="replace").strip()
             if state in {"running", "degraded"}:
                 return state
-            if state and state not in {"initializing", "starting"}:
+            if state and state not in {"offline", "initializing", "starting"}:
                 break  # e.g. "maintenance": waiting longer will not help
-            time.sleep(0.3)  # systemd's bus is not up yet
+            time.sleep(0.3)  # systemd is not PID 1 yet, or its bus is not up
         raise LabError(f"{self.name}: systemd did not finish booting ({state or error!r})")
 
 

@@ -13,6 +13,7 @@ kernel modules and swap activation (see SITE_OVERRIDES).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import missing_tool
+from tests.conftest import missing_tool, tool_path
 from tests.hostlab import (
     Controller,
     HostLab,
@@ -42,6 +43,7 @@ from tests.hostlab import (
     ssh_argv,
     wait_for_ssh,
 )
+from tests.support.topology import lab_geodata
 
 pytestmark = pytest.mark.integration
 
@@ -386,10 +388,20 @@ def test_only_ssh_and_published_443_are_reachable_from_outside(baseline: Baselin
     )
     probe = baseline.controller.tcp_probe
     address = baseline.host.address
-    assert probe(address, 22) == "open"
-    assert probe(address, 443) == "open", "a container published on 443 must be reachable (Docker's DNAT)"
-    assert probe(address, 9090) == "timeout", "a host port outside the public list must be dropped"
-    assert probe(address, 9443) == "timeout", "a container published on a non-public port must be dropped"
+    try:
+        assert probe(address, 22) == "open"
+        assert probe(address, 443) == "open", "a container published on 443 must be reachable (Docker's DNAT)"
+        assert probe(address, 9090) == "timeout", "a host port outside the public list must be dropped"
+        assert probe(address, 9443) == "timeout", "a container published on a non-public port must be dropped"
+    finally:
+        stop_probe_listeners(baseline)
+
+
+def stop_probe_listeners(baseline: Baseline) -> None:
+    """Free 443 and 9090 again (ovpn's own Xray publishes 443 later)."""
+    baseline.deploy(
+        "sh -c 'docker rm -f web >/dev/null 2>&1; systemctl stop hostlab-probe 2>/dev/null; true'"
+    )
 
 
 # --- Docker --------------------------------------------------------------------------------------------------
@@ -566,3 +578,51 @@ def test_bad_inventory_fails_before_touching_any_host(tmp_path: Path, case: str,
     assert proc.returncode != 0, output
     assert bad.message in " ".join(output.split()), output[-3000:]
     assert "Gathering Facts" not in output, "the check must stop the run before any host is contacted"
+
+
+# --- ovpn on the prepared host (fleet operations) ------------------------------------------------------------
+def test_ovpn_initialises_and_deploys_the_prepared_host(baseline: Baseline, tmp_path: Path) -> None:
+    """The baseline is all ovpn needs: `server init` and `deploy` as the deploy user, through the firewall.
+
+    The runtime's images come from the fleet lab's local builds (no registry), loaded into the host's engine.
+    """
+    try:
+        from tests.fleetlab.engine import Engine as FleetEngine
+        from tests.fleetlab.images import HAPROXY_IMAGE, RUNTIME_IMAGE, XRAY_VERSION, ensure_images
+    except ImportError as error:  # the fleet operations issue provides them
+        pytest.skip(f"fleet operations' lab images are not available: {error}")
+    stop_probe_listeners(baseline)
+    images = ensure_images(FleetEngine(baseline.lab.engine.socket), tool_path("xray"))
+    baseline.host.exec("docker", "load", "-q", input_file=images, timeout=600)
+    geodata = lab_geodata()
+    (tmp_path / "geosite.dat").write_bytes(geodata.geosite)
+    (tmp_path / "geoip.dat").write_bytes(geodata.geoip)
+    state = baseline.work / "state"
+    ovpn(state, "server", "set", HOST, "--ssh-user", "ovpn", "--xray-version", XRAY_VERSION,
+         "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}")  # fmt: skip
+    (tmp_path / "home").mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path / "home"),  # ssh must not read the operator's own ~/.ssh (config, known_hosts)
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "OVPN_DATA_DIR": str(state),
+        "OVPN_PROXY_GEOSITE_PATH": str(tmp_path / "geosite.dat"),
+        "OVPN_PROXY_GEOIP_PATH": str(tmp_path / "geoip.dat"),
+    }
+    operator = [str(Path(sys.executable).parent / "ovpn")]
+
+    init = baseline.controller.run(
+        [*operator, "server", "init", HOST, "--accept-new-host-key", "--pull", "never"], env=env, timeout=900
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert f"{HOST}: deployed" in init.stdout
+    status = baseline.controller.run([*operator, "server", "status", HOST, "--json"], env=env, timeout=120)
+    assert status.returncode == 0, status.stderr
+    running = {s["Service"]: s["State"] for s in json.loads(status.stdout)}
+    assert running == {"xray": "running", "ovpn-agent": "running", "haproxy": "running"}
+    # Clients reach Xray on 443 through the firewall; the agent's port stays on loopback.
+    assert baseline.controller.tcp_probe(baseline.host.address, 443) == "open"
+    assert baseline.controller.tcp_probe(baseline.host.address, 19000) == "timeout"
+
+    deploy = baseline.controller.run([*operator, "deploy", HOST, "--pull", "never"], env=env, timeout=900)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
