@@ -495,6 +495,7 @@ class BadInventory:
     site: dict[str, object] = field(default_factory=dict)
     drop: str = ""
     limit: str = HOST
+    host_vars: dict[str, object] = field(default_factory=dict)
 
 
 BAD_INVENTORIES = {
@@ -516,6 +517,11 @@ BAD_INVENTORIES = {
     "role disagrees with group": BadInventory(
         {"vpn_servers": ["vpn-1", HOST], "proxy_servers": []},
         f"{HOST} has ovpn_server_role=proxy but is in vpn_servers",
+    ),
+    "private key file missing": BadInventory(
+        {"vpn_servers": ["vpn-1"], "proxy_servers": [HOST]},
+        f"ansible_ssh_private_key_file for {HOST} is ~/no-such-key, which is not a file on this machine",
+        host_vars={"ansible_ssh_private_key_file": "~/no-such-key"},
     ),
     "monitoring port opened": BadInventory(
         {"vpn_servers": ["vpn-1"], "proxy_servers": [HOST]},
@@ -547,6 +553,7 @@ def test_bad_inventory_fails_before_touching_any_host(tmp_path: Path, case: str,
                             "ansible_host": addresses[name],
                             "ansible_user": "root",
                             "ovpn_server_role": roles[name],
+                            **bad.host_vars,
                         }
                         for name in members
                     }
