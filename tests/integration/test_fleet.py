@@ -220,4 +220,5 @@ def test_state_has_a_revision_per_attempt(op: Operator) -> None:
     results = [r for _, r in revisions(op, "vpn-de")]
     assert results[:2] == ["ok", "ok"] and "rolled-back" in results and "failed" in results
     assert all(r in {"ok", "failed", "rolled-back"} for r in results)
-    assert Path(op.data_dir / "known_hosts").read_text().count("10.214.1.") >= 3
+    pinned = [line for line in Path(op.data_dir / "known_hosts").read_text().splitlines() if line.strip()]
+    assert len(pinned) >= 3  # one key per host, pinned on first contact (host names hashed by ssh)
