@@ -32,6 +32,13 @@ def tool_path(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def agent_wheel_cache() -> None:
+    """Rendering a bundle downloads the agent's gRPC wheels once per platform: share them across the suite's
+    data directories (kept with the other tools, outside git)."""
+    os.environ.setdefault("OVPN_AGENT_WHEEL_CACHE", str(tools_bin_dir().parent / "agent-wheels"))
+
+
 @pytest.fixture
 def tools_env() -> dict[str, str]:
     """The environment with `.ci/install-tools`' binaries on PATH, as `./ovpn` sets it up."""

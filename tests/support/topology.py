@@ -125,6 +125,9 @@ def request(target: Server) -> RenderRequest:
     wheel = ("ovpn-0.1.0-py3-none-any.whl", b"stands in for the agent's wheel")
     return RenderRequest(
         agent_wheel=wheel,
+        agent_dependency_wheels=[
+            ("grpcio-1.85.1-cp311-cp311-manylinux2014_x86_64.whl", b"stands in for gRPC's wheel")
+        ],
         server=target,
         users=USERS,
         now=NOW,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import ovpn
 from ovpn import __version__
+from ovpn.ops.agent_deps import AGENT_REQUIREMENTS
 
 DISTRIBUTION = "ovpn_agent"
 PACKAGE_ROOT = Path(ovpn.__file__).resolve().parent
@@ -42,6 +43,7 @@ def _metadata() -> dict[str, bytes]:
         f"{dist_info}/METADATA": (
             f"Metadata-Version: 2.1\nName: ovpn-agent\nVersion: {__version__}\n"
             "Summary: ovpn-agent, the per-host service of ovpn\nRequires-Python: >=3.11\n"
+            + "".join(f"Requires-Dist: {requirement}\n" for requirement in AGENT_REQUIREMENTS)
         ).encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: ovpn\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{dist_info}/entry_points.txt": b"[console_scripts]\novpn-agent = ovpn.agent.main:main\n",

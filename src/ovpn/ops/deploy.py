@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from ovpn.core.model import RELAY_EMAIL, Server
 from ovpn.errors import OvpnError
+from ovpn.ops.agent_deps import remember_machine
 from ovpn.ops.app import App
 from ovpn.ops.host import (
     RELEASE_MARKER,
@@ -97,7 +98,9 @@ def stage(host: Host, bundle: Bundle, revision: str, digest: str, progress: Prog
     marker = {"revision": revision, "bundle_sha256": digest, "server": host.server.name}
     payload = bundle_tarball(bundle, marker)
     progress(f"uploading {len(payload) // 1024} KiB to {release}")
-    ssh.run(["rm", "-rf", partial], sudo=True, timeout=60)
+    # Leftovers of interrupted uploads go first (they are never live).
+    ssh.run(["find", RELEASES_DIR, "-maxdepth", "1", "-name", "*.partial", "-exec", "rm", "-rf", "{}", "+"],
+            sudo=True, timeout=120)  # fmt: skip
     ssh.run(["mkdir", "-p", partial], sudo=True, timeout=30)
     result = ssh.run(
         ["tar", "-xzf", "-", "-C", partial, "--numeric-owner", "--same-owner", "--same-permissions"],
@@ -365,6 +368,12 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
             )
     with connect(app, server, accept_new_host_key=options.accept_new_host_key) as ssh:
         host = Host(ssh, server)
+        if remember_machine(app.data_dir, name, ssh.run(["uname", "-m"], timeout=30).text):
+            # The bundle carries the agent's binary wheels for the host's CPU architecture.
+            progress("the host's CPU architecture differs from what was assumed: rendering again for it")
+            rendered = render_server(app, name)
+            digest = bundle_digest(rendered.bundle)
+            revision = new_revision(digest)
         previous = host.live_release()
         if previous and previous.bundle_sha256 == digest and not options.force:
             return DeployOutcome(name, "unchanged", previous.revision, digest, "the host already runs this bundle",

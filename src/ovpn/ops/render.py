@@ -15,6 +15,7 @@ from ovpn.core.presets import PRESETS, Preset
 from ovpn.errors import OvpnError
 from ovpn.geodata.cache import resolve_geodata
 from ovpn.geodata.match import GeodataSet
+from ovpn.ops.agent_deps import AgentPlatform, dependency_wheels, python_of_base_image, remembered_machine
 from ovpn.ops.agent_wheel import agent_wheel
 from ovpn.ops.app import App
 from ovpn.ops.servers import SERVER_SECRETS
@@ -81,6 +82,10 @@ def render_server(
                 f"{name} has no backend attached: its foreign traffic is refused (fail closed) until you run "
                 f"`ovpn server backend attach --proxy {name} --backend <vpn-server>` and redeploy"
             )
+    images = resolve_images(server.xray_version, dict(server.images), image_overrides or {})
+    platform = AgentPlatform(
+        remembered_machine(app.data_dir, name), python_of_base_image(images["ovpn-agent-base"])
+    )
     bundle = render_server_bundle(
         RenderRequest(
             server=server,
@@ -92,9 +97,9 @@ def render_server(
             geodata=blobs,
             image_overrides=image_overrides or {},
             agent_wheel=agent_wheel(app.data_dir),
+            agent_dependency_wheels=dependency_wheels(app.data_dir, platform, app.env),
         )
     )
-    images = resolve_images(server.xray_version, dict(server.images), image_overrides or {})
     return RenderedServer(server, bundle, images, warnings)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -102,18 +102,23 @@ def render_compose(server: Server) -> str:
 AGENT_UID = 10001
 
 
-def render_agent_dockerfile(wheel_name: str) -> str:
-    """The agent's image, built on the host: the base image (`OVPN_AGENT_BASE_IMAGE`) plus ovpn's own wheel.
+def render_agent_dockerfile(wheel_name: str, dependency_wheels: Sequence[str] = ()) -> str:
+    """The agent's image, built on the host: the base image (`OVPN_AGENT_BASE_IMAGE`) plus ovpn's own wheel and
+    the binary wheels it needs (gRPC, protobuf) that the bundle carries in `agent/wheels/`.
 
-    The agent uses only the standard library, so nothing is fetched from a package index on the host.
+    pip runs with `--no-index`: nothing is fetched from a package index on the host, and pip checks that the
+    carried wheels satisfy the agent's pinned requirements for this platform.
     """
+    copy_wheels = "COPY wheels/ /tmp/ovpn-agent/\n" if dependency_wheels else ""
     return (
         "# Rendered by ovpn: the ovpn-agent image, built on this host by `ovpn deploy`.\n"
         "ARG BASE_IMAGE\n"
         "FROM ${BASE_IMAGE}\n"
-        f"COPY {wheel_name} /tmp/\n"
-        f"RUN python3 -m pip install --no-index --no-deps --no-cache-dir --break-system-packages /tmp/{wheel_name} \\\n"
-        f"    && rm -f /tmp/{wheel_name} && mkdir -p /var/lib/ovpn-agent && chown {AGENT_UID}:{AGENT_UID} /var/lib/ovpn-agent\n"
+        f"COPY {wheel_name} /tmp/ovpn-agent/\n"
+        f"{copy_wheels}"
+        "RUN python3 -m pip install --no-index --find-links /tmp/ovpn-agent --no-cache-dir --break-system-packages \\\n"
+        f"      /tmp/ovpn-agent/{wheel_name} \\\n"
+        f"    && rm -rf /tmp/ovpn-agent && mkdir -p /var/lib/ovpn-agent && chown {AGENT_UID}:{AGENT_UID} /var/lib/ovpn-agent\n"
         f"USER {AGENT_UID}:{AGENT_UID}\n"
         'ENTRYPOINT ["ovpn-agent"]\n'
     )

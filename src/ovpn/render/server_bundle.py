@@ -37,6 +37,8 @@ class RenderRequest:
     geodata: Geodata | None = None
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     agent_wheel: tuple[str, bytes] | None = None
+    # The binary wheels the agent needs (gRPC), for the host's platform: (file name, bytes).
+    agent_dependency_wheels: Sequence[tuple[str, bytes]] = ()
 
 
 def _json(document: object) -> bytes:
@@ -95,8 +97,12 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
     if request.agent_wheel is not None:
         wheel_name, wheel = request.agent_wheel
-        bundle["agent/Dockerfile"] = BundleFile(render_agent_dockerfile(wheel_name).encode())
+        dependencies = sorted(request.agent_dependency_wheels)
+        dockerfile = render_agent_dockerfile(wheel_name, [name for name, _ in dependencies])
+        bundle["agent/Dockerfile"] = BundleFile(dockerfile.encode())
         bundle[f"agent/{wheel_name}"] = BundleFile(wheel)
+        for name, content in dependencies:
+            bundle[f"agent/wheels/{name}"] = BundleFile(content)
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
     bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
     return dict(sorted(bundle.items()))
