@@ -164,6 +164,38 @@ def test_plan_shows_file_changes_and_touches_nothing(op: Operator, fleet_lab: Fl
     assert "no changes" in op.ok("deploy", "vpn-nl", "--plan")
 
 
+def live_emails(lab: FleetLab, host: str) -> list[str]:
+    config = json.loads(lab.exec(host, "cat", "/opt/ovpn/xray/config.json"))
+    return [c["email"] for c in config["inbounds"][0]["settings"]["clients"]]
+
+
+def test_backup_and_restore_bring_back_the_release_and_the_agent_data(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    marker = ["docker", "exec", "ovpn-agent", "sh", "-c"]
+    fleet_lab.exec("vpn-nl", *marker, "echo before-backup > /var/lib/ovpn-agent/marker")
+    taken = json.loads(op.ok("server", "backup", "vpn-nl", "--json"))
+    archive = taken["remote_path"]
+    assert fleet_lab.exec("vpn-nl", "sha256sum", archive).split()[0] == taken["sha256"]
+    fleet_lab.exec("vpn-nl", *marker, "rm /var/lib/ovpn-agent/marker")
+    op.ok("user", "add", "--username", "dora")
+    op.ok("deploy", "vpn-nl", "--pull", "never")
+    assert "dora@global" in live_emails(fleet_lab, "vpn-nl")
+
+    name = archive.rsplit("/", 1)[1]
+    op.ok("server", "restore", "vpn-nl", "--from", name)
+    assert "dora@global" not in live_emails(fleet_lab, "vpn-nl")
+    assert fleet_lab.exec("vpn-nl", *marker, "cat /var/lib/ovpn-agent/marker").strip() == "before-backup"
+    assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
+
+    fleet_lab.exec("vpn-nl", "sh", "-c", f"echo 0000  x > {archive}.sha256")
+    refused = op.run("server", "restore", "vpn-nl", "--from", name)
+    assert refused.returncode == 1 and "does not match its checksum" in refused.stderr
+    op.ok("user", "rm", "--username", "dora")
+    op.ok("deploy", "vpn-nl", "--pull", "never")
+    assert "dora@global" not in live_emails(fleet_lab, "vpn-nl")
+
+
 def test_a_bundle_that_fails_xray_test_on_the_host_is_not_switched_to(
     op: Operator, fleet_lab: FleetLab
 ) -> None:

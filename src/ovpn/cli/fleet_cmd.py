@@ -245,3 +245,35 @@ def doctor(ctx: Context, /, name: str, as_json: bool, include_logs: bool, tail: 
             for line in lines:
                 click.echo(line)
     click.get_current_context().exit(worst(checks))
+
+
+@click.command("backup")
+@click.argument("name")
+@click.option("--keep", type=int, default=7, show_default=True, help="How many archives to keep on the host.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def backup(ctx: Context, /, name: str, keep: int, as_json: bool) -> None:
+    """Archive the live release and the agent's data on the host (checksummed)."""
+    from ovpn.ops.backup import backup as do_backup
+
+    result = do_backup(ctx.app, name, keep, _progress(name, as_json))
+    if as_json:
+        emit_json(result.__dict__)
+    else:
+        click.echo(
+            f"{name}: {result.remote_path} ({result.size_bytes // 1024} KiB, sha256 {result.sha256[:16]}...)"
+        )
+
+
+@click.command("restore")
+@click.argument("name")
+@click.option(
+    "--from", "source", required=True, help="Archive name (or path) in /opt/ovpn-backups on the host."
+)
+@click.pass_obj
+def restore(ctx: Context, /, name: str, source: str) -> None:
+    """Restore a backup as the live release, with the deploy health gate and rollback."""
+    from ovpn.ops.backup import restore as do_restore
+
+    revision = do_restore(ctx.app, name, source, _progress(name, False))
+    click.echo(f"{name}: restored {source} as {revision}")

@@ -40,7 +40,7 @@ cli.add_command(ansible_cmd.ansible)
 cli.add_command(fleet_cmd.deploy)
 cli.add_command(fleet_cmd.restart)
 cli.add_command(fleet_cmd.doctor)
-for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs):
+for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, fleet_cmd.backup, fleet_cmd.restore):
     server_cmd.server.add_command(command)
 
 

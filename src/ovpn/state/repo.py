@@ -200,6 +200,23 @@ class Repository:
             for r in rows
         ]  # fmt: skip
 
+    # backups
+
+    def add_backup(self, server: str, remote_path: str, sha256: str, size: int, operator: str) -> None:
+        self.conn.execute(
+            "INSERT INTO backup_records (server_id, created_at, remote_path, sha256, size_bytes, operator) "
+            "SELECT id, ?, ?, ?, ?, ? FROM servers WHERE name = ?",
+            (_now(), remote_path, sha256, size, operator, server),
+        )
+
+    def backups(self, server: str) -> list[dict[str, object]]:
+        rows = self.conn.execute(
+            "SELECT b.created_at, b.remote_path, b.sha256, b.size_bytes, b.operator FROM backup_records b "
+            "JOIN servers s ON s.id = b.server_id WHERE s.name = ? ORDER BY b.id DESC",
+            (server,),
+        )
+        return [dict(r) for r in rows]
+
     # users
 
     @staticmethod
