@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,17 @@ class Operator:
     data_dir: Path
     env: dict[str, str]
 
-    def run(self, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def argv(self, *argv: str) -> list[str]:
+        """The command line that runs ovpn inside the controller's network namespace."""
         from tests.fleetlab.hosts import FleetLab
 
         assert isinstance(self.lab, FleetLab)
         ovpn = str(Path(__file__).resolve().parents[2] / ".venv/bin/ovpn")
-        return self.lab.in_controller([ovpn, *argv], env=self.env, timeout=timeout)
+        return ["nsenter", f"--net=/proc/{self.lab.controller_pid}/ns/net", "--", ovpn, *argv]
+
+    def run(self, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*argv), capture_output=True, text=True, env=self.env, timeout=timeout,
+                              check=False)  # fmt: skip
 
     def ok(self, *argv: str, timeout: float = 900) -> str:
         result = self.run(*argv, timeout=timeout)
@@ -41,6 +49,33 @@ def fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             missing_tool(f"{tool} is not installed; run .ci/install-tools")
     if os.geteuid() != 0:
         missing_tool("the fleet lab needs root (network namespaces, a private Docker engine)")
+    with lab_lock():
+        yield from _fleet_lab(tmp_path_factory)
+
+
+@contextlib.contextmanager
+def lab_lock(timeout: float = 3600) -> Iterator[None]:
+    """One fleet lab per machine at a time: a second test session waits (bounded) for the first to finish."""
+    from tests.fleetlab.engine import RUN_DIR
+
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUN_DIR / "lab.lock", "w") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("another fleet lab has been running for too long") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from tests.fleetlab.engine import start_engine
     from tests.fleetlab.hosts import start_lab, stop_lab
     from tests.fleetlab.images import ensure_images

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -238,6 +240,35 @@ def test_a_full_disk_is_reported_and_the_live_release_keeps_serving(
     assert live_revision(fleet_lab, "vpn-de") == live
     assert services(op, "vpn-de") == {"xray": "running", "ovpn-agent": "running"}
     assert "vpn-de: deployed" in op.ok("deploy", "vpn-de", "--pull", "never")
+
+
+def test_a_connection_cut_during_upload_leaves_the_live_release(op: Operator, fleet_lab: FleetLab) -> None:
+    live = live_revision(fleet_lab, "vpn-de")
+    op.ok("user", "add", "--username", "erin")
+    # Slow the host's link so that the upload is still running when the connection is cut (a killed ssh).
+    fleet_lab.exec("vpn-de", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "256kbit", "burst", "16kb",
+                   "latency", "500ms")  # fmt: skip
+    try:
+        deploy = subprocess.Popen(op.argv("deploy", "vpn-de", "--pull", "never"), env=op.env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not fleet_lab.exec(
+            "vpn-de", "sh", "-c", "ls -d /opt/ovpn-releases/*.partial 2>/dev/null; true"
+        ):
+            assert deploy.poll() is None and time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.05)
+        killed = subprocess.run(["pkill", "-KILL", "-f", "tar -xzf - -C /opt/ovpn-releases/"], check=False)
+        assert killed.returncode == 0, "no upload to cut"
+        _, err = deploy.communicate(timeout=120)
+    finally:
+        fleet_lab.exec("vpn-de", "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+    assert deploy.returncode == 1 and "unpacking the release on vpn-de failed" in err
+    assert live_revision(fleet_lab, "vpn-de") == live
+    assert services(op, "vpn-de") == {"xray": "running", "ovpn-agent": "running"}
+    assert revisions(op, "vpn-de")[-1][1] == "failed"
+    assert "vpn-de: deployed" in op.ok("deploy", "vpn-de", "--pull", "never")
+    assert fleet_lab.exec("vpn-de", "sh", "-c", "ls -d /opt/ovpn-releases/*.partial 2>/dev/null; true") == ""
+    op.ok("user", "rm", "--username", "erin")
 
 
 def test_a_changed_host_key_is_refused(op: Operator, fleet_lab: FleetLab) -> None:
