@@ -7,6 +7,7 @@ tool is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -34,9 +35,18 @@ def tool_path(name: str) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def agent_wheel_cache() -> None:
-    """Rendering a bundle downloads the agent's gRPC wheels once per platform: share them across the suite's
-    data directories (kept with the other tools, outside git)."""
+    """Rendering a bundle needs the agent's gRPC wheels (downloaded once per platform). Share them across the
+    suite's data directories, and fetch them here, in the root namespace: labs run `ovpn` inside namespaces
+    without a route to the package index."""
     os.environ.setdefault("OVPN_AGENT_WHEEL_CACHE", str(tools_bin_dir().parent / "agent-wheels"))
+    import tempfile
+
+    from ovpn.errors import OvpnError
+    from ovpn.ops.agent_deps import AgentPlatform, dependency_wheels
+
+    # On failure, the tests that render say so themselves.
+    with tempfile.TemporaryDirectory() as data_dir, contextlib.suppress(OvpnError):
+        dependency_wheels(Path(data_dir), AgentPlatform())
 
 
 @pytest.fixture

@@ -120,6 +120,7 @@ def _download(directory: Path, platform: AgentPlatform, wheelhouse: str | None) 
     abi = f"cp{platform.python.replace('.', '')}"
     argv = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+        "--timeout", "20", "--retries", "2",
         "--only-binary=:all:", "--implementation", "cp", "--python-version", platform.python, "--abi", abi,
         "--abi", "abi3", "--abi", "none",
         "--platform", f"manylinux2014_{platform.machine}", "--platform", f"manylinux_2_17_{platform.machine}",
