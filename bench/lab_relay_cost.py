@@ -14,6 +14,7 @@ two more processes on the same cores, so throughput here is bounded by CPU, not 
 
 Run as root from the repository root (tools from .ci/install-tools):
     .venv/bin/python -m bench.lab_relay_cost [--runs 5] [--size-mb 200] [--latency-runs 3] [--connections 200]
+        [--haproxy-config FILE]   # try another haproxy.cfg instead of the rendered one (experiments)
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--latency-runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument(
+        "--haproxy-config", type=Path, help="run this haproxy.cfg instead of the rendered one"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ovpn-bench-lab-") as work, lab_session(Path(work)) as lab:

@@ -194,7 +194,8 @@ def test_backend_without_relay_identity_refuses_the_proxy(lab: Lab) -> None:
     counters for the backend grow, the backend never accepts `proxy-service@cluster`, and its live config lacks
     that client (what `doctor` checks). The backend does not log `invalid request user id`: the relay's own
     short id is unknown to a pre-attach config, so REALITY treats the relay as a stranger and forwards it to its
-    target before VLESS ever sees a user id.
+    target before VLESS ever sees a user id. That line is logged only when REALITY accepts the short id and
+    VLESS then rejects the UUID, as for carol, a removed user still using her old link.
     """
     for backend in ("vpn-1", "vpn-2"):
         lab.ensure_server(backend, "pre")
@@ -212,6 +213,7 @@ def test_backend_without_relay_identity_refuses_the_proxy(lab: Lab) -> None:
     assert lab.haproxy_sessions("vpn-1") > sessions_before
     stale_log = lab.servers["vpn-1"].log_since(backend_log)
     assert f"email: {RELAY}" not in stale_log
+    assert "invalid request user id" not in stale_log
     live_config = Path(lab.bundle("vpn-1", "pre") / "xray" / "config.json").read_text()
     assert RELAY not in live_config
 
@@ -222,6 +224,14 @@ def test_backend_without_relay_identity_refuses_the_proxy(lab: Lab) -> None:
     records = lab.get("alice@proxy-ru", [f"http://{FOREIGN_NAME}/"])
     assert sources(lab, records) == [lab.address_of("vpn-1")]
     assert f"email: {RELAY}" in lab.servers["vpn-1"].log_since(backend_log)
+
+    # Where the seed's message does come from: a link whose short id is right and whose user is gone.
+    backend_log = lab.servers["vpn-1"].log_offset()
+    records = lab.get("carol@vpn-1", [f"http://{FOREIGN_NAME}/"])
+    assert [r["ok"] for r in records] == [False]
+    assert sources(lab, records) == [None]
+    rejected = lab.servers["vpn-1"].log_since(backend_log)
+    assert re.search(r"rejected .*invalid request user id", rejected), rejected
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])

@@ -61,7 +61,8 @@ NAMES = {  # name -> internet address offset
 }
 SERVER_NAMES = {"proxy-ru": PROXY, "vpn-1": VPN_1, "vpn-2": VPN_2}
 PRIORITIES = {"vpn-1": 100, "vpn-2": 200}
-SOCKS_PORTS = {"alice@proxy-ru": 10808, "bob@vpn-2": 10809, "alice@vpn-1": 10810}
+SOCKS_PORTS = {"alice@proxy-ru": 10808, "bob@vpn-2": 10809, "alice@vpn-1": 10810, "carol@vpn-1": 10811}
+"""The lab's clients: `carol` is removed after her link was printed, so vpn-1's post-attach bundle lacks her."""
 XRAY_PORT = 443
 
 
@@ -210,7 +211,10 @@ class Lab:
     # --- the real CLI -----------------------------------------------------------------------------------------
 
     def ovpn(self, *argv: str) -> str:
+        tools_dir = Path(os.environ.get("OVPN_TOOLS_DIR", "~/.cache/ovpn-tools")).expanduser()
         env = {
+            # Rendering needs the agent's wheels: take them from the cache the test suite shares (fetched once).
+            "OVPN_AGENT_WHEEL_CACHE": str(tools_dir / "agent-wheels"),
             **os.environ,
             "OVPN_PROXY_GEOSITE_PATH": str(self.work / "geodata" / "geosite.dat"),
             "OVPN_PROXY_GEOIP_PATH": str(self.work / "geodata" / "geoip.dat"),
@@ -286,21 +290,30 @@ class Lab:
                       "--domain", f"{server}.lab.test", "--reality-private-key", pool_key, *common)  # fmt: skip
         self.ovpn("user", "add", "--username", "alice")
         self.ovpn("user", "add", "--username", "bob")
+        self.ovpn("user", "add", "--username", "carol")
         # Before the attach: what the backends run until they are redeployed, and bob's direct link.
         for server in ("vpn-1", "vpn-2"):
             self.ovpn("config", "render", "--server", server, "--out", str(self.bundles / f"{server}-pre"))
         self.links["bob@vpn-2 before attach"] = self._link("bob", "vpn-2")
+        self._client_config("carol@vpn-1")
+        self.ovpn(
+            "user", "rm", "--username", "carol"
+        )  # her link stays in the client: a removed user's old link
         for server, priority in PRIORITIES.items():
             self.ovpn("server", "backend", "attach", "--proxy", "proxy-ru", "--backend", server,
                       "--priority", str(priority))  # fmt: skip
         for server in ("vpn-1", "vpn-2", "proxy-ru"):
             self.ovpn("config", "render", "--server", server, "--out", str(self.bundles / f"{server}-post"))
         self.links["bob@vpn-2"] = self._link("bob", "vpn-2")
-        for client, port in SOCKS_PORTS.items():
-            user, server = client.split("@")
-            config = self.ovpn("user", "link", "--server", server, "--username", user, "--format", "xray-json",
-                               "--no-qr", "--socks-port", str(port))  # fmt: skip
-            (self.clients_dir / f"{client}.json").write_text(config)
+        for client in SOCKS_PORTS:
+            if not (self.clients_dir / f"{client}.json").exists():
+                self._client_config(client)
+
+    def _client_config(self, client: str) -> None:
+        user, server = client.split("@")
+        config = self.ovpn("user", "link", "--server", server, "--username", user, "--format", "xray-json",
+                           "--no-qr", "--socks-port", str(SOCKS_PORTS[client]))  # fmt: skip
+        (self.clients_dir / f"{client}.json").write_text(config)
 
     def _link(self, user: str, server: str) -> str:
         return self.ovpn(
