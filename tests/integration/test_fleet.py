@@ -36,6 +36,9 @@ def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operato
         "OVPN_DATA_DIR": str(work / "state"),
         "OVPN_PROXY_GEOSITE_PATH": str(work / "geosite.dat"),
         "OVPN_PROXY_GEOIP_PATH": str(work / "geoip.dat"),
+        # These tests are about deploy itself: user changes wait for the next deploy instead of applying live
+        # (tests/integration/test_fleet_users_live.py covers that).
+        "OVPN_APPLY_USER_CHANGES": "no",
     }
     operator = Operator(fleet_lab, work / "state", env)
     common = ["--ssh-user", "ovpn", "--ssh-identity", str(fleet_lab.key), "--xray-version", XRAY_VERSION,
@@ -76,7 +79,7 @@ def revisions(op: Operator, name: str) -> list[tuple[str, str]]:
 
 def test_existing_backends_are_initialised(op: Operator, fleet_lab: FleetLab) -> None:
     fleet_lab.exec("vpn-de", "mkdir", "-p", "/opt/ovpn-releases")
-    fleet_lab.exec("vpn-de", "mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", "/opt/ovpn-releases")
+    fleet_lab.exec("vpn-de", "mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", "/opt/ovpn-releases")
     for name in ("vpn-nl", "vpn-de"):
         out = op.ok("server", "init", name, "--accept-new-host-key", "--pull", "never")
         assert f"{name}: deployed" in out
