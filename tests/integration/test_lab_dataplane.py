@@ -191,11 +191,10 @@ def test_backend_without_relay_identity_refuses_the_proxy(lab: Lab) -> None:
     """A backend still running its pre-attach bundle: HAProxy sees it up, but the relay cannot get through.
 
     It walks the seed's troubleshooting steps: the proxy's Xray sends the user to foreign-pool, HAProxy's
-    counters for the backend grow, the backend never accepts `proxy-service@cluster`, and its live config lacks
-    that client (what `doctor` checks). The backend does not log `invalid request user id`: the relay's own
-    short id is unknown to a pre-attach config, so REALITY treats the relay as a stranger and forwards it to its
-    target before VLESS ever sees a user id. That line is logged only when REALITY accepts the short id and
-    VLESS then rejects the UUID, as for carol, a removed user still using her old link.
+    counters for the backend grow, the backend rejects the relay with `invalid request user id` (the relay
+    authenticates with the pool's own short id, so REALITY accepts it and VLESS refuses the unknown UUID) and
+    never accepts `proxy-service@cluster`, and its live config lacks that client (what `doctor` checks). The
+    same line is what a removed user still using her old link (carol) produces.
     """
     for backend in ("vpn-1", "vpn-2"):
         lab.ensure_server(backend, "pre")
@@ -213,7 +212,7 @@ def test_backend_without_relay_identity_refuses_the_proxy(lab: Lab) -> None:
     assert lab.haproxy_sessions("vpn-1") > sessions_before
     stale_log = lab.servers["vpn-1"].log_since(backend_log)
     assert f"email: {RELAY}" not in stale_log
-    assert "invalid request user id" not in stale_log
+    assert re.search(r"rejected .*invalid request user id", stale_log), stale_log
     live_config = Path(lab.bundle("vpn-1", "pre") / "xray" / "config.json").read_text()
     assert RELAY not in live_config
 

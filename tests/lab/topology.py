@@ -50,6 +50,7 @@ WEB_GEOIP_RU, WEB_PRIVATE = 8 * 256 + 30, 9 * 256 + 40
 GEOIP_RU_NET, GEOIP_PRIVATE_NET = 8 * 256, 9 * 256
 
 REALITY_NAME = "tls-target.lab.test"
+POOL_SHORT_ID = "0123456789abcdef"
 INSIDE_ONLY_DOMAIN = "inside-only.test"  # listed in the lab's geosite:ru-available-only-inside
 NAMES = {  # name -> internet address offset
     REALITY_NAME: TLS_TARGET,
@@ -282,12 +283,14 @@ class Lab:
             line.split(":", 1)[1].strip() for line in keys.splitlines() if line.startswith("PrivateKey")
         )
         target = f"{REALITY_NAME}:443"
+        # A pool shares its key pair and short id: the relay authenticates with them on every backend.
         common = ["--port", str(XRAY_PORT), "--reality-server-name", REALITY_NAME, "--reality-target", target]
         self.ovpn("server", "add", "--name", "proxy-ru", "--role", "proxy", "--proxy-preset", "ru",
                   "--host", self.address_of("proxy-ru"), "--domain", "proxy-ru.lab.test", *common)  # fmt: skip
         for server in ("vpn-1", "vpn-2"):
             self.ovpn("server", "add", "--name", server, "--role", "vpn", "--host", self.address_of(server),
-                      "--domain", f"{server}.lab.test", "--reality-private-key", pool_key, *common)  # fmt: skip
+                      "--domain", f"{server}.lab.test", "--reality-private-key", pool_key,
+                      "--reality-short-id", POOL_SHORT_ID, *common)  # fmt: skip
         self.ovpn("user", "add", "--username", "alice")
         self.ovpn("user", "add", "--username", "bob")
         self.ovpn("user", "add", "--username", "carol")

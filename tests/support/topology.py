@@ -21,7 +21,6 @@ XRAY_KEY_PAIRS = {
 }
 
 RELAY_UUID = "72a7bc9e-d377-417a-a79e-cbf1e8b38846"
-RELAY_SHORT_ID = "5e1a7c0ffee0d00d"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SECRETS = {"GRAFANA_ADMIN_PASSWORD": "test-grafana-password", "OVPN_AGENT_TOKEN": "test-agent-token"}
 
@@ -54,7 +53,6 @@ BACKEND_1 = server(
     "pool",
     "0123456789abcdef",
     relay_uuid=RELAY_UUID,
-    relay_short_id=RELAY_SHORT_ID,
 )
 BACKEND_2 = server(
     "vpn-de",
@@ -63,7 +61,6 @@ BACKEND_2 = server(
     "pool",
     "0123456789abcdef",
     relay_uuid=RELAY_UUID,
-    relay_short_id=RELAY_SHORT_ID,
 )
 PROXY_EMPTY = server("proxy-new", "proxy", "198.51.100.9", "other", "", proxy_preset="ru")
 SOLO = server("vpn-solo", "vpn", "203.0.113.30", "solo", "beef")

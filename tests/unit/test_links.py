@@ -54,7 +54,7 @@ def test_link_round_trips_through_a_url_parser(username: str, uid: object) -> No
 
 
 def test_link_is_byte_identical_after_the_server_joins_a_pool() -> None:
-    plain = dataclasses.replace(BACKEND_1, relay_uuid=None, relay_short_id=None)
+    plain = dataclasses.replace(BACKEND_1, relay_uuid=None)
     before = [vless_link(plain, u) for u in USERS]
     attached = plan_attach(PROXY, plain, [])
     assert attached.relay_uuid is not None

@@ -1,28 +1,27 @@
 import dataclasses
 
 import pytest
-from tests.support.topology import BACKEND_1, BACKEND_2, PROXY, RELAY_SHORT_ID, RELAY_UUID, SOLO, server
+from tests.support.topology import BACKEND_1, BACKEND_2, PROXY, RELAY_UUID, SOLO, server
 
-from ovpn.core.pool import parity_problems, plan_attach, relay_identity_for
+from ovpn.core.pool import parity_problems, plan_attach, relay_uuid_for
 from ovpn.errors import OvpnError
 
-FRESH = dataclasses.replace(BACKEND_2, name="vpn-fresh", relay_uuid=None, relay_short_id=None)
+FRESH = dataclasses.replace(BACKEND_2, name="vpn-fresh", relay_uuid=None)
 
 
 def test_first_attach_provisions_a_new_identity() -> None:
     attached = plan_attach(PROXY, FRESH, [])
-    assert attached.relay_uuid and attached.relay_short_id
+    assert attached.relay_uuid
     assert attached.relay_uuid != RELAY_UUID
 
 
 def test_later_attaches_reuse_the_pool_identity() -> None:
     attached = plan_attach(PROXY, FRESH, [BACKEND_1])
-    assert (attached.relay_uuid, attached.relay_short_id) == (RELAY_UUID, RELAY_SHORT_ID)
+    assert attached.relay_uuid == RELAY_UUID
 
 
 def test_a_backend_keeps_its_existing_identity_when_it_founds_a_pool() -> None:
-    identity = relay_identity_for(BACKEND_1, [])
-    assert (identity.uuid, identity.short_id) == (RELAY_UUID, RELAY_SHORT_ID)
+    assert relay_uuid_for(BACKEND_1, []) == RELAY_UUID
 
 
 def test_attaching_twice_changes_nothing() -> None:
@@ -40,7 +39,8 @@ def test_parity_mismatch_names_each_field_and_server() -> None:
         and f"vpn-solo={SOLO.reality_public_key}" in message
     )
     assert "REALITY server name differs: vpn-nl=www.microsoft.com, vpn-solo=www.apple.com" in message
-    assert "relay" not in message  # the newcomer took the pool's relay identity
+    assert "REALITY short id differs: vpn-nl=0123456789abcdef, vpn-solo=beef" in message
+    assert "relay" not in message  # the newcomer took the pool's relay UUID
     assert BACKEND_1.reality_private_key not in message
 
 

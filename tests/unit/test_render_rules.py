@@ -89,7 +89,7 @@ def test_render_refuses_a_pool_out_of_parity() -> None:
 
 
 def test_render_refuses_an_attached_backend_without_relay_identity() -> None:
-    bare = dataclasses.replace(BACKEND_1, relay_uuid=None, relay_short_id=None)
+    bare = dataclasses.replace(BACKEND_1, relay_uuid=None)
     with pytest.raises(OvpnError, match="has no relay identity"):
         render_server_bundle(dataclasses.replace(request(BACKEND_1), server=bare))
 

@@ -30,7 +30,6 @@ def _public(server: Any, reveal: bool = False) -> dict[str, Any]:
         "reality_server_name": server.reality_server_name,
         "reality_target": server.reality_target,
         "relay_uuid": server.relay_uuid,
-        "relay_short_id": server.relay_short_id,
         "images": dict(server.images),
     }
     if reveal:

@@ -19,7 +19,7 @@ def vless_link(server: Server, user: User) -> str:
     """The share link (format of Xray-core discussion #716 with the usual REALITY parameters).
 
     It depends only on the server's public entry parameters and the user's identity, so attaching the server
-    to a proxy (which adds a relay client and a relay short id) leaves it byte-identical.
+    to a proxy (which adds only a relay client) leaves it byte-identical.
     """
     params = [
         ("type", "tcp"),

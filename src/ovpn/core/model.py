@@ -35,17 +35,12 @@ class Server:
     ssh_identity: str | None = None
     proxy_preset: str | None = None
     relay_uuid: str | None = None
-    relay_short_id: str | None = None
     images: tuple[tuple[str, str], ...] = ()
     enabled: bool = True
 
     @property
     def is_proxy(self) -> bool:
         return self.role == "proxy"
-
-    @property
-    def has_relay_identity(self) -> bool:
-        return self.relay_uuid is not None and self.relay_short_id is not None
 
 
 @dataclass(frozen=True)

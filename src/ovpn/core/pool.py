@@ -1,31 +1,27 @@
 """Backend pools: the shared relay identity and REALITY parity.
 
 HAProxy hands any relay connection to any backend of the pool, so the proxy's single `foreign-pool` outbound must
-be accepted by every one of them: same key pair, same server name, same relay short id and relay UUID.
+be accepted by every one of them: same key pair, same short id, same server name and the same relay UUID. The relay
+uses the backends' own short id on purpose: a backend that was not redeployed after the attach then accepts the
+REALITY handshake and rejects the unknown UUID, logging `invalid request user id` (the seed's troubleshooting
+signal), instead of silently handing the proxy to its camouflage site.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ovpn.core.model import Server
-from ovpn.core.reality import generate_short_id
 from ovpn.errors import OvpnError
-
-
-@dataclass(frozen=True)
-class RelayIdentity:
-    uuid: str
-    short_id: str
 
 
 def _fields(server: Server) -> dict[str, str | None]:
     return {
         "REALITY public key": server.reality_public_key,
+        "REALITY short id": server.reality_short_id,
         "REALITY server name": server.reality_server_name,
-        "relay short id": server.relay_short_id,
         "relay UUID": server.relay_uuid,
     }
 
@@ -55,19 +51,14 @@ def require_parity(pool: Sequence[Server], proxy_name: str) -> None:
         )
 
 
-def relay_identity_for(
-    backend: Server,
-    current_pool: Sequence[Server],
-    new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
-    new_short_id: Callable[[], str] = generate_short_id,
-) -> RelayIdentity:
-    """The identity `backend` must carry to join `current_pool`: the pool's, else its own, else a new one."""
+def relay_uuid_for(
+    backend: Server, current_pool: Sequence[Server], new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())
+) -> str:
+    """The relay UUID `backend` must carry to join `current_pool`: the pool's, else its own, else a new one."""
     for member in sorted(current_pool, key=lambda s: s.name):
-        if member.relay_uuid and member.relay_short_id:
-            return RelayIdentity(member.relay_uuid, member.relay_short_id)
-    if backend.relay_uuid and backend.relay_short_id:
-        return RelayIdentity(backend.relay_uuid, backend.relay_short_id)
-    return RelayIdentity(new_uuid(), new_short_id())
+        if member.relay_uuid:
+            return member.relay_uuid
+    return backend.relay_uuid or new_uuid()
 
 
 def plan_attach(proxy: Server, backend: Server, current_pool: Sequence[Server]) -> Server:
@@ -82,10 +73,8 @@ def plan_attach(proxy: Server, backend: Server, current_pool: Sequence[Server]) 
             f"{backend.name} is a {backend.role} server and cannot be a backend",
             "only vpn servers can be attached as backends of a proxy",
         )
-    identity = relay_identity_for(backend, [s for s in current_pool if s.name != backend.name])
-    updated = backend
-    if not backend.has_relay_identity:
-        updated = replace(backend, relay_uuid=identity.uuid, relay_short_id=identity.short_id)
+    relay_uuid = relay_uuid_for(backend, [s for s in current_pool if s.name != backend.name])
+    updated = backend if backend.relay_uuid else replace(backend, relay_uuid=relay_uuid)
     pool = [s for s in current_pool if s.name != backend.name] + [updated]
     require_parity(pool, proxy.name)
     return updated

@@ -347,7 +347,7 @@ def live_config_has_relay(config_text: str, backend: Server) -> bool:
     except (ValueError, KeyError, IndexError, TypeError):
         return False
     has_client = any(c.get("email") == RELAY_EMAIL and c.get("id") == backend.relay_uuid for c in clients)
-    return has_client and backend.relay_short_id in short_ids
+    return has_client and backend.reality_short_id in short_ids  # the relay uses the backend's own short id
 
 
 def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> DeployOutcome:

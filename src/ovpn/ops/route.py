@@ -42,7 +42,7 @@ def explain(app: App, server_name: str, destination: str) -> RouteExplanation:
     geodata, _, _ = load_geodata(app, preset)
     representative = min(pool, key=lambda s: s.name) if pool else None
     config = render_xray_config(
-        server, [], relay_identity=None, preset=preset, pool_representative=representative
+        server, [], relay_uuid=None, preset=preset, pool_representative=representative
     )
     decision = explain_route(config["routing"]["rules"], destination, geodata)
     outbound = decision.outbound or str(config["outbounds"][0]["tag"])

@@ -165,9 +165,7 @@ def set_server(app: App, name: str, changes: Mapping[str, Any]) -> Server:
         if "images" in updates:
             updates["images"] = spec.images + tuple(updates["images"])
         updated = build_server(dataclasses.replace(spec, **updates))
-        updated = dataclasses.replace(
-            updated, relay_uuid=current.relay_uuid, relay_short_id=current.relay_short_id
-        )
+        updated = dataclasses.replace(updated, relay_uuid=current.relay_uuid)
         _check_pools(repo, updated)
         repo.update_server(updated)
     return updated

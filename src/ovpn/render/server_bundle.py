@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ovpn.core.model import PoolMember, Server, User
-from ovpn.core.pool import RelayIdentity, require_parity
+from ovpn.core.pool import require_parity
 from ovpn.core.presets import PRESETS
 from ovpn.errors import OvpnError
 from ovpn.render.bundle import Bundle, BundleFile
@@ -45,15 +45,15 @@ def _json(document: object) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode()
 
 
-def _relay_identity(server: Server, attached_to: Sequence[str]) -> RelayIdentity | None:
+def _relay_uuid(server: Server, attached_to: Sequence[str]) -> str | None:
     if not attached_to:
         return None
-    if server.relay_uuid is None or server.relay_short_id is None:
+    if server.relay_uuid is None:
         raise OvpnError(
             f"{server.name} is attached to {', '.join(attached_to)} but has no relay identity",
             f"run `ovpn server backend attach --proxy {attached_to[0]} --backend {server.name}` again",
         )
-    return RelayIdentity(server.relay_uuid, server.relay_short_id)
+    return server.relay_uuid
 
 
 def render_server_bundle(request: RenderRequest) -> Bundle:
@@ -79,7 +79,7 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
         members = [m.server for m in request.pool]
         require_parity(members, server.name)
         for member in members:
-            _relay_identity(member, [server.name])
+            _relay_uuid(member, [server.name])
         representative = min(members, key=lambda s: s.name) if members else None
         bundle["haproxy/haproxy.cfg"] = BundleFile(render_haproxy_config(request.pool).encode())
         bundle["geodata/geosite.dat"] = BundleFile(request.geodata.geosite)
@@ -88,7 +88,7 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     config = render_xray_config(
         server,
         admitted,
-        relay_identity=_relay_identity(server, request.attached_to),
+        relay_uuid=_relay_uuid(server, request.attached_to),
         preset=preset,
         pool_representative=representative,
     )

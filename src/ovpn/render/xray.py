@@ -11,7 +11,6 @@ from typing import Any
 
 from ovpn.core.links import FLOW, reality_client_settings, vless_outbound
 from ovpn.core.model import CLIENT_INBOUND_TAG, RELAY_EMAIL, Server, User
-from ovpn.core.pool import RelayIdentity
 from ovpn.core.presets import Preset
 from ovpn.render.names import RELAY_PORT, XRAY_API_PORT
 
@@ -79,10 +78,10 @@ def _inbound(server: Server, clients: list[dict[str, Any]], short_ids: list[str]
 
 def foreign_pool_outbound(relay: Server | None) -> dict[str, Any]:
     """The relay to the local HAProxy; with no backend attached it is a blackhole, so nothing leaks out."""
-    if relay is None or relay.relay_uuid is None or relay.relay_short_id is None:
+    if relay is None or relay.relay_uuid is None:
         return {"tag": "foreign-pool", "protocol": "blackhole", "settings": {}}
     reality = reality_client_settings(
-        relay.reality_server_name, relay.reality_public_key, relay.relay_short_id
+        relay.reality_server_name, relay.reality_public_key, relay.reality_short_id
     )
     return vless_outbound("foreign-pool", RELAY_HOST, RELAY_PORT, relay.relay_uuid, reality)
 
@@ -91,22 +90,19 @@ def render_xray_config(
     server: Server,
     users: Sequence[User],
     *,
-    relay_identity: RelayIdentity | None,
+    relay_uuid: str | None,
     preset: Preset | None,
     pool_representative: Server | None,
 ) -> dict[str, Any]:
     """The server's config.json as a dict.
 
-    `users` are the users to admit (already filtered for enabled/expired). `relay_identity` is set on a vpn
+    `users` are the users to admit (already filtered for enabled/expired). `relay_uuid` is set on a vpn
     server attached to at least one proxy. On a proxy, `preset` gives the direct rules and
     `pool_representative` (any backend of the parity-checked pool, or None) gives the relay parameters.
     """
     clients = [_client(u.uuid, u.email) for u in users]
-    short_ids = [server.reality_short_id]
-    if relay_identity is not None:
-        clients.append(_client(relay_identity.uuid, RELAY_EMAIL))
-        if relay_identity.short_id not in short_ids:
-            short_ids.append(relay_identity.short_id)
+    if relay_uuid is not None:
+        clients.append(_client(relay_uuid, RELAY_EMAIL))
     clients.sort(key=lambda c: str(c["email"]))
 
     direct = {"tag": "direct", "protocol": "freedom", "settings": {"domainStrategy": "UseIPv4"}}
@@ -139,7 +135,7 @@ def render_xray_config(
                 "statsOutboundDownlink": True,
             },
         },
-        "inbounds": [_inbound(server, clients, short_ids)],
+        "inbounds": [_inbound(server, clients, [server.reality_short_id])],
         "outbounds": outbounds,
         "routing": {"domainStrategy": "AsIs", "rules": rules},
     }

@@ -14,7 +14,7 @@ from ovpn.state.secrets import SecretBox
 _SERVER_COLUMNS = (
     "name", "role", "host", "domain", "port", "ssh_user", "ssh_port", "ssh_identity", "xray_version",
     "reality_private_key", "reality_public_key", "reality_short_id", "reality_server_name", "reality_target",
-    "proxy_preset", "relay_uuid", "relay_short_id", "images", "enabled",
+    "proxy_preset", "relay_uuid", "images", "enabled",
 )  # fmt: skip
 
 
@@ -62,7 +62,6 @@ class Repository:
             reality_target=row["reality_target"],
             proxy_preset=row["proxy_preset"],
             relay_uuid=row["relay_uuid"],
-            relay_short_id=row["relay_short_id"],
             images=tuple(sorted(json.loads(row["images"]).items())),
             enabled=bool(row["enabled"]),
         )
@@ -72,7 +71,7 @@ class Repository:
             s.name, s.role, s.host, s.domain, s.port, s.ssh_user, s.ssh_port, s.ssh_identity, s.xray_version,
             self.box.seal(s.reality_private_key, _private_key_context(s.name)), s.reality_public_key,
             s.reality_short_id, s.reality_server_name, s.reality_target, s.proxy_preset, s.relay_uuid,
-            s.relay_short_id, json.dumps(dict(s.images), sort_keys=True), int(s.enabled),
+            json.dumps(dict(s.images), sort_keys=True), int(s.enabled),
         )  # fmt: skip
 
     def find_server(self, name: str) -> Server | None:
