@@ -150,6 +150,13 @@ def test_a_no_change_redeploy_touches_nothing(op: Operator, fleet_lab: FleetLab)
     assert live_revision(fleet_lab, "vpn-nl") == live
 
 
+def test_deploy_all_reports_every_server(op: Operator) -> None:
+    report = json.loads(op.ok("deploy", "--all", "--jobs", "3", "--pull", "never", "--json"))
+    assert {name: r["result"] for name, r in report.items()} == {
+        "vpn-nl": "unchanged", "vpn-de": "unchanged", "proxy-ru": "unchanged",
+    }  # fmt: skip
+
+
 def test_plan_shows_file_changes_and_touches_nothing(op: Operator, fleet_lab: FleetLab) -> None:
     assert "no changes" in op.ok("deploy", "vpn-nl", "--plan")
     live = live_revision(fleet_lab, "vpn-nl")

@@ -95,8 +95,9 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
         return
     with ctx.app.reading() as repo:
         servers = repo.servers()
-    # Backends before proxies: a proxy deploy checks its backends' live relay identity.
-    ordered = [s.name for s in servers if not s.is_proxy] + [s.name for s in servers if s.is_proxy]
+    # vpn servers first, then proxies: a proxy deploy checks its backends' live relay identity.
+    waves = [[s.name for s in servers if not s.is_proxy], [s.name for s in servers if s.is_proxy]]
+    ordered = [name for wave in waves for name in wave]
     started = time.monotonic()
     results: dict[str, Any] = {}
 
@@ -106,12 +107,9 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
         except OvpnError as e:
             results[server_name] = e
 
-    backends = [n for n in ordered if n not in {s.name for s in servers if s.is_proxy}]
-    proxies = [n for n in ordered if n not in backends]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, backends))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, proxies))
+        for wave in waves:
+            list(pool.map(one, wave))
     failed = {n: r for n, r in results.items() if isinstance(r, OvpnError)}
     if as_json:
         emit_json({n: ({"error": r.message, "hint": r.hint} if isinstance(r, OvpnError) else r.__dict__)
