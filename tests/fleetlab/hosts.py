@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fleetlab.engine import Engine
+from tests.fleetlab.engine import RUN_DIR, Engine
 from tests.fleetlab.images import HOST_IMAGE
 
 NETWORK = "ovpn-fleetlab-net"
@@ -110,3 +113,23 @@ def stop_lab(lab: FleetLab) -> None:
 
 def inspect_host(lab: FleetLab, name: str) -> dict[str, object]:
     return json.loads(lab.engine.docker("inspect", lab.hosts[name].container))[0]  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def lab_lock(timeout: float = 3600) -> Iterator[None]:
+    """One fleet lab per machine at a time: a second test session waits (bounded) for the first to finish."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUN_DIR / "lab.lock", "w") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("another fleet lab has been running for too long") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

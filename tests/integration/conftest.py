@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,30 +46,10 @@ def fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             missing_tool(f"{tool} is not installed; run .ci/install-tools")
     if os.geteuid() != 0:
         missing_tool("the fleet lab needs root (network namespaces, a private Docker engine)")
+    from tests.fleetlab.hosts import lab_lock
+
     with lab_lock():
         yield from _fleet_lab(tmp_path_factory)
-
-
-@contextlib.contextmanager
-def lab_lock(timeout: float = 3600) -> Iterator[None]:
-    """One fleet lab per machine at a time: a second test session waits (bounded) for the first to finish."""
-    from tests.fleetlab.engine import RUN_DIR
-
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RUN_DIR / "lab.lock", "w") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("another fleet lab has been running for too long") from None
-                time.sleep(1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
