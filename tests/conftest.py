@@ -33,20 +33,24 @@ def tool_path(name: str) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="session")
-def agent_wheel_cache() -> None:
-    """Rendering a bundle needs the agent's gRPC wheels (downloaded once per platform). Share them across the
-    suite's data directories, and fetch them here, in the root namespace: labs run `ovpn` inside namespaces
-    without a route to the package index."""
-    os.environ.setdefault("OVPN_AGENT_WHEEL_CACHE", str(tools_bin_dir().parent / "agent-wheels"))
+def prefetch_agent_wheels() -> None:
+    """Rendering a bundle needs the agent's gRPC wheels (downloaded once per platform). Share them across data
+    directories through OVPN_AGENT_WHEEL_CACHE (kept with the tools, outside git), and fetch them now, in the
+    root namespace: the labs run `ovpn` inside namespaces without a route to the package index."""
     import tempfile
 
     from ovpn.errors import OvpnError
     from ovpn.ops.agent_deps import AgentPlatform, dependency_wheels
 
+    os.environ.setdefault("OVPN_AGENT_WHEEL_CACHE", str(tools_bin_dir().parent / "agent-wheels"))
     # On failure, the tests that render say so themselves.
     with tempfile.TemporaryDirectory() as data_dir, contextlib.suppress(OvpnError):
         dependency_wheels(Path(data_dir), AgentPlatform())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def agent_wheel_cache() -> None:
+    prefetch_agent_wheels()
 
 
 @pytest.fixture

@@ -42,11 +42,38 @@ def _gb(n: int) -> str:
     return f"{n / 1024**3:g} GB"
 
 
-def _done(user: Any, verb: str, as_json: bool) -> None:
+def _live(ctx: Any, reset_email: str | None = None) -> list[dict[str, str]]:
+    """Apply the state's users on every deployed server (in parallel, falling back to a deploy per host)."""
+    from ovpn.ops.users_live import apply_users_live
+
+    outcomes = apply_users_live(ctx.app, lambda line: click.echo(line, err=True), reset_email=reset_email)
+    for outcome in outcomes:
+        if outcome.result == "deployed":  # the operator must know the live path did not work
+            warn(f"{outcome.server}: {outcome.message}")
+        elif outcome.result == "failed":
+            warn(f"{outcome.server}: {outcome.message}; the change is saved: run `ovpn deploy {outcome.server}` "
+                 "once the host is fixed")  # fmt: skip
+    return [o.as_json() for o in outcomes]
+
+
+def _report(ctx: Any, servers: list[dict[str, str]]) -> None:
+    from ovpn.ops.users_live import APPLY_ENV, live_enabled
+
+    if not live_enabled(ctx.app.env):
+        click.echo(f"{APPLY_ENV} is off: the next deploy carries the change")
+    elif not servers:
+        click.echo("no server has been deployed yet: the next deploy carries the change")
+    for outcome in servers:
+        click.echo(f"  {outcome['server']}: {outcome['result']} ({outcome['message']})")
+
+
+def _done(ctx: Any, user: Any, verb: str, as_json: bool, reset: bool = False) -> None:
+    servers = _live(ctx, user.email if reset else None)
     if as_json:
-        emit_json(_doc(user))
+        emit_json({**_doc(user), "servers": servers})
     else:
-        click.echo(f"{verb} {user.username}; next: ovpn deploy <server> (live changes come with the agent)")
+        click.echo(f"{verb} {user.username}")
+        _report(ctx, servers)
 
 
 @click.group()
@@ -89,7 +116,7 @@ def add(
         notes=notes,
         tags=validation.tags(tags),
     )
-    _done(created, "added", as_json)
+    _done(ctx, created, "added", as_json)
 
 
 @user.command("rm")
@@ -100,7 +127,9 @@ def rm(ctx: Context, /, username: str) -> None:
     from ovpn.ops.users import remove_user
 
     remove_user(ctx.app, username)
-    click.echo(f"removed {username}; next: ovpn deploy <server>")
+    servers = _live(ctx)
+    click.echo(f"removed {username}")
+    _report(ctx, servers)
 
 
 @user.command("enable")
@@ -111,7 +140,7 @@ def enable(ctx: Context, /, username: str, as_json: bool) -> None:
     """Enable a user."""
     from ovpn.ops.users import set_enabled
 
-    _done(set_enabled(ctx.app, username, True), "enabled", as_json)
+    _done(ctx, set_enabled(ctx.app, username, True), "enabled", as_json)
 
 
 @user.command("disable")
@@ -122,7 +151,7 @@ def disable(ctx: Context, /, username: str, as_json: bool) -> None:
     """Disable a user."""
     from ovpn.ops.users import set_enabled
 
-    _done(set_enabled(ctx.app, username, False), "disabled", as_json)
+    _done(ctx, set_enabled(ctx.app, username, False), "disabled", as_json)
 
 
 @user.command("expiry-set")
@@ -135,7 +164,7 @@ def expiry_set(ctx: Context, /, username: str, day: str, as_json: bool) -> None:
     from ovpn.core import validation
     from ovpn.ops.users import set_expiry
 
-    _done(set_expiry(ctx.app, username, validation.iso_date(day)), "set expiry of", as_json)
+    _done(ctx, set_expiry(ctx.app, username, validation.iso_date(day)), "set expiry of", as_json)
 
 
 @user.command("expiry-clear")
@@ -146,7 +175,7 @@ def expiry_clear(ctx: Context, /, username: str, as_json: bool) -> None:
     """Remove the expiry date (also re-enables the user)."""
     from ovpn.ops.users import set_expiry
 
-    _done(set_expiry(ctx.app, username, None), "cleared expiry of", as_json)
+    _done(ctx, set_expiry(ctx.app, username, None), "cleared expiry of", as_json)
 
 
 @user.command("quota-set")
@@ -159,18 +188,42 @@ def quota_set(ctx: Context, /, username: str, gb: float, as_json: bool) -> None:
     from ovpn.core import validation
     from ovpn.ops.users import set_quota
 
-    _done(set_quota(ctx.app, username, validation.quota_gb(gb)), "set quota of", as_json)
+    _done(ctx, set_quota(ctx.app, username, validation.quota_gb(gb)), "set quota of", as_json)
+
+
+@user.command("quota-reset")
+@username_option
+@json_option
+@click.pass_obj
+def quota_reset(ctx: Context, /, username: str, as_json: bool) -> None:
+    """Reset a user's quota usage on every server (usage counts from now; a quota block lifts)."""
+    from ovpn.ops.users import get_user
+
+    _done(ctx, get_user(ctx.app, username), "reset the quota of", as_json, reset=True)
 
 
 @user.command("list")
 @click.option("--tag", help="Only users with this tag.")
+@click.option("--server", "server_name", help="Show usage and runtime state on this server (from its agent).")
 @json_option
 @click.pass_obj
-def list_(ctx: Context, /, tag: str | None, as_json: bool) -> None:
+def list_(ctx: Context, /, tag: str | None, server_name: str | None, as_json: bool) -> None:
     """List users."""
     from ovpn.ops.users import list_users
 
     docs = [_doc(u) for u in list_users(ctx.app, tag)]
+    if server_name is not None:
+        from ovpn.cli.stats_cmd import HEADERS, user_rows
+        from ovpn.ops.users_live import server_stats
+
+        doc = server_stats(ctx.app, server_name)
+        wanted = {d["email"] for d in docs}
+        doc["users"] = [u for u in doc["users"] if u["email"] in wanted]
+        if as_json:
+            emit_json(doc)
+        else:
+            table(HEADERS, user_rows(doc), title=f"{server_name} at {doc['time']}")
+        return
     if as_json:
         emit_json(docs)
         return

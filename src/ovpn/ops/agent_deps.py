@@ -19,11 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovpn.errors import OvpnError
+from ovpn.remote.ssh import Ssh
 
 # Pinned: the bundle (and so its hash) must not change when the index publishes a new release. The generated
 # Xray stubs (scripts/gen-xray-protos) need grpcio >= 1.85.1 and protobuf >= 7.35.1, < 8.
@@ -139,3 +140,42 @@ def _download(directory: Path, platform: AgentPlatform, wheelhouse: str | None) 
             "the operator machine needs the package index once per host platform, or set OVPN_AGENT_WHEELHOUSE "
             "to a directory holding these wheels",
         )
+
+
+# ------------------------------------------------------------------------------------------------ on the host
+
+HOST_WHEEL_CACHE = "/opt/ovpn-wheels"
+
+# Builds the agent's image from the release's agent/ directory plus the cached wheels it lists (checked against
+# agent/wheels.sha256), in a temporary context outside the releases. $1 release, $2 wheel cache, $3 tag, $4 base.
+BUILD_SCRIPT = r"""set -e
+ctx=$(mktemp -d /tmp/ovpn-agent-build.XXXXXX)
+trap 'rm -rf "$ctx"' EXIT
+cp -R "$1/agent/." "$ctx/"
+mkdir -p "$ctx/wheels"
+if [ -f "$1/agent/wheels.sha256" ]; then
+  while read -r sum name; do cp "$2/$name" "$ctx/wheels/$name"; done < "$1/agent/wheels.sha256"
+  (cd "$ctx/wheels" && sha256sum --quiet -c ../wheels.sha256)
+fi
+docker build --quiet --tag "$3" --build-arg "BASE_IMAGE=$4" "$ctx"
+"""
+
+
+def ensure_wheels_on_host(ssh: Ssh, wheels: Sequence[tuple[str, bytes]]) -> list[str]:
+    """Upload the wheels the host's cache lacks (or holds damaged); returns the names uploaded."""
+    if not wheels:
+        return []
+    ssh.run(["mkdir", "-p", HOST_WHEEL_CACHE], sudo=True, timeout=30)
+    names = [name for name, _ in wheels]
+    listing = ssh.run(["sh", "-c", 'cd "$1" && shift && sha256sum -- "$@" 2>/dev/null; true', "sh",
+                       HOST_WHEEL_CACHE, *names], sudo=True, timeout=60)  # fmt: skip
+    present = {}
+    for line in listing.text.splitlines():
+        digest, _, name = line.partition("  ")
+        present[name.strip()] = digest
+    uploaded = []
+    for name, content in wheels:
+        if present.get(name) != hashlib.sha256(content).hexdigest():
+            ssh.write_file(f"{HOST_WHEEL_CACHE}/{name}", content, mode=0o644, timeout=600)
+            uploaded.append(name)
+    return uploaded

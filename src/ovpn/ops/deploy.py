@@ -13,13 +13,14 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ovpn.core.model import RELAY_EMAIL, Server
 from ovpn.errors import OvpnError
-from ovpn.ops.agent_deps import remember_machine
+from ovpn.ops.agent_client import sync_policy
+from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on_host, remember_machine
 from ovpn.ops.app import App
 from ovpn.ops.host import (
     RELEASE_MARKER,
@@ -170,11 +171,19 @@ def validate_on_host(host: Host, release: str, images: dict[str, str], pull: str
             )
 
 
-def build_agent_image(host: Host, release: str, images: dict[str, str], progress: Progress) -> None:
+def build_agent_image(
+    host: Host,
+    release: str,
+    images: dict[str, str],
+    progress: Progress,
+    wheels: Sequence[tuple[str, bytes]] = (),
+) -> None:
+    uploaded = ensure_wheels_on_host(host.ssh, wheels)
+    if uploaded:
+        progress(f"uploaded the agent's wheels to {HOST_WHEEL_CACHE}: {', '.join(uploaded)}")
     progress(f"building {images['ovpn-agent']} on the host from {images['ovpn-agent-base']}")
     result = host.ssh.run(
-        ["docker", "build", "--quiet", "--tag", images["ovpn-agent"],
-         "--build-arg", f"BASE_IMAGE={images['ovpn-agent-base']}", f"{release}/agent"],
+        ["sh", "-c", BUILD_SCRIPT, "sh", release, HOST_WHEEL_CACHE, images["ovpn-agent"], images["ovpn-agent-base"]],
         sudo=True, timeout=900, check=False,
     )  # fmt: skip
     if not result.ok:
@@ -390,6 +399,8 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
         with app.writing() as repo:
             repo.finish_revision(revision_id, outcome.result, outcome.message)
         outcome.warnings = rendered.warnings
+        if outcome.result == "ok":
+            _sync_agent(app, host, outcome, progress)
         if outcome.result != "ok":
             serving = "the previous release is serving again" if previous else "nothing was running before"
             raise OvpnError(
@@ -397,6 +408,18 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
                 f"{serving}; fix the cause and deploy again",
             )
         return outcome
+
+
+def _sync_agent(app: App, host: Host, outcome: DeployOutcome, progress: Progress) -> None:
+    """Hand the fresh agent the users' policy (quota, expiry, enabled) so that it enforces from now on."""
+    with app.reading() as repo:
+        users = repo.users()
+    progress("syncing the users' policy to the agent")
+    try:
+        sync_policy(host, users)
+    except OvpnError as e:
+        outcome.warnings = [*outcome.warnings, f"the agent did not take the users' policy: {e.message}; "
+                            "quota and expiry apply after the next user change or deploy"]  # fmt: skip
 
 
 def _apply(
@@ -411,7 +434,7 @@ def _apply(
 ) -> DeployOutcome:
     server = host.server
     release = stage(host, rendered.bundle, revision, digest, progress)
-    build_agent_image(host, release, rendered.images, progress)
+    build_agent_image(host, release, rendered.images, progress, rendered.agent_wheels)
     validate_on_host(host, release, rendered.images, options.pull, progress)
     monitoring = host.monitoring_running()
     progress(f"switching {RUNTIME_DIR} to {revision}")

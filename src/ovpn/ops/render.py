@@ -30,6 +30,8 @@ class RenderedServer:
     bundle: Bundle
     images: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    # The agent's binary wheels listed in agent/wheels.sha256: deploy uploads them to the host's wheel cache.
+    agent_wheels: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def proxy_preset(server: Server) -> Preset:
@@ -86,6 +88,7 @@ def render_server(
     platform = AgentPlatform(
         remembered_machine(app.data_dir, name), python_of_base_image(images["ovpn-agent-base"])
     )
+    wheels = dependency_wheels(app.data_dir, platform, app.env)
     bundle = render_server_bundle(
         RenderRequest(
             server=server,
@@ -97,10 +100,10 @@ def render_server(
             geodata=blobs,
             image_overrides=image_overrides or {},
             agent_wheel=agent_wheel(app.data_dir),
-            agent_dependency_wheels=dependency_wheels(app.data_dir, platform, app.env),
+            agent_dependency_wheels=wheels,
         )
     )
-    return RenderedServer(server, bundle, images, warnings)
+    return RenderedServer(server, bundle, images, warnings, wheels)
 
 
 def write_bundle(bundle: Bundle, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ class RenderRequest:
     agent_wheel: tuple[str, bytes] | None = None
     # The binary wheels the agent needs (gRPC), for the host's platform: (file name, bytes).
     agent_dependency_wheels: Sequence[tuple[str, bytes]] = ()
+
+
+def wheel_checksums(wheels: Sequence[tuple[str, bytes]]) -> str:
+    """`sha256sum` format, one line per wheel, sorted by name."""
+    return "".join(f"{hashlib.sha256(content).hexdigest()}  {name}\n" for name, content in sorted(wheels))
 
 
 def _json(document: object) -> bytes:
@@ -101,8 +107,10 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
         dockerfile = render_agent_dockerfile(wheel_name, [name for name, _ in dependencies])
         bundle["agent/Dockerfile"] = BundleFile(dockerfile.encode())
         bundle[f"agent/{wheel_name}"] = BundleFile(wheel)
-        for name, content in dependencies:
-            bundle[f"agent/wheels/{name}"] = BundleFile(content)
+        if dependencies:
+            # Only the list: the wheels (megabytes) reach the host once, into a cache outside the releases, and
+            # join the image's build context there (ovpn.ops.deploy.build_agent_image checks these sums).
+            bundle["agent/wheels.sha256"] = BundleFile(wheel_checksums(dependencies).encode())
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
     bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
     return dict(sorted(bundle.items()))

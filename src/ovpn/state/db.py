@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -72,6 +73,9 @@ class Database:
             data_dir / DB_FILE, timeout=lock_timeout, isolation_level=None, check_same_thread=False
         )
         self.conn.row_factory = sqlite3.Row
+        # One connection for the process: threads (deploy --all, live user changes) take turns with it, since a
+        # second BEGIN on the same connection from another thread fails ("transaction within a transaction").
+        self._turn = threading.RLock()
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
@@ -106,6 +110,10 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One all-or-nothing write transaction holding the write lock from the start."""
+        with self._turn:
+            yield from self._write()
+
+    def _write(self) -> Iterator[sqlite3.Connection]:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
@@ -124,6 +132,10 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for reading (WAL readers never wait for writers)."""
+        with self._turn:
+            yield from self._read()
+
+    def _read(self) -> Iterator[sqlite3.Connection]:
         try:
             self.conn.execute("BEGIN")
         except sqlite3.OperationalError as e:
