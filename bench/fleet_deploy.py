@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import tools_bin_dir
+from tests.conftest import prefetch_agent_wheels, tools_bin_dir
 from tests.fleetlab.engine import start_engine
-from tests.fleetlab.hosts import FleetLab, start_lab, stop_lab
+from tests.fleetlab.hosts import FleetLab, lab_lock, start_lab, stop_lab
 from tests.fleetlab.images import RUNTIME_IMAGE, XRAY_VERSION, ensure_images
 
 HOSTS = [f"vpn-{i}" for i in range(1, 7)]
@@ -34,6 +34,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     runs = parser.parse_args().runs
+    prefetch_agent_wheels()  # ovpn runs in the lab controller's namespace, which has no route to the index
+    with lab_lock():
+        run_bench(runs)
+
+
+def run_bench(runs: int) -> None:
     engine = start_engine()
     lab = None
     try:
