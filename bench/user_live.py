@@ -52,9 +52,8 @@ def main() -> None:
                         ovpn(lab, env, "server", "add", "--name", name, "--role", "vpn", "--host",
                              lab.hosts[name].address, "--ssh-user", "ovpn", "--ssh-identity", str(lab.key),
                              "--xray-version", XRAY_VERSION, "--image", f"ovpn-agent-base={RUNTIME_IMAGE}")  # fmt: skip
-                    ovpn(
-                        lab, env, "deploy", "--all", "--jobs", "6", "--pull", "never", "--accept-new-host-key"
-                    )
+                    for name in HOSTS[:count]:
+                        ovpn(lab, env, "server", "init", name, "--accept-new-host-key", "--pull", "never")
                     times = []
                     for run in range(runs):
                         elapsed, out = ovpn(
