@@ -40,30 +40,37 @@ class Operator:
 
 
 @pytest.fixture(scope="session")
-def fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def lab_engine() -> Iterator[object]:
+    """The fleet lab's private Docker engine, held under the lab lock for the whole session (one lab per machine;
+    every test that needs the engine or the lab goes through this fixture, never through the lock again)."""
     for tool in ("dockerd", "debootstrap", "nsenter"):
         if shutil.which(tool) is None:
             missing_tool(f"{tool} is not installed; run .ci/install-tools")
     if os.geteuid() != 0:
         missing_tool("the fleet lab needs root (network namespaces, a private Docker engine)")
+    from tests.fleetlab.engine import start_engine
     from tests.fleetlab.hosts import lab_lock
 
     with lab_lock():
-        yield from _fleet_lab(tmp_path_factory)
+        engine = start_engine()
+        try:
+            yield engine
+        finally:
+            engine.stop()
 
 
-def _fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from tests.fleetlab.engine import start_engine
+@pytest.fixture(scope="session")
+def fleet_lab(lab_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.fleetlab.engine import Engine
     from tests.fleetlab.hosts import start_lab, stop_lab
     from tests.fleetlab.images import ensure_images
 
-    engine = start_engine()
+    assert isinstance(lab_engine, Engine)
     lab = None
     try:
-        images = ensure_images(engine, tool_path("xray"))
-        lab = start_lab(engine, ["proxy-ru", "vpn-nl", "vpn-de"], tmp_path_factory.mktemp("fleetlab"), images)
+        images = ensure_images(lab_engine, tool_path("xray"))
+        lab = start_lab(lab_engine, ["proxy-ru", "vpn-nl", "vpn-de"], tmp_path_factory.mktemp("fleetlab"), images)
         yield lab
     finally:
         if lab is not None:
             stop_lab(lab)
-        engine.stop()
