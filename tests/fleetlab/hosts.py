@@ -12,12 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fleetlab.engine import RUN_DIR, Engine
-from tests.fleetlab.images import HOST_IMAGE
+from tests.fleetlab.images import HOST_IMAGE, RUNTIME_IMAGE
+from tests.lab.topology import write_certificate
 
 NETWORK = "ovpn-fleetlab-net"
 SUBNET = "10.214.1.0/24"
 TEST_RANGE = "10.214.0.0/16"
 PREFIX = "ovpn-fleetlab-"
+# The lab's "internet": two sites that answer every request with the source address they saw. `ru-site` stands
+# for a destination in the proxy preset (the fleet tests' geodata puts it in geoip:ru), `world-site` for a
+# foreign one; both also serve the TLS 1.3 endpoint that the servers' REALITY target points at.
+INTERNET = {"ru-site": "10.214.1.60", "world-site": "10.214.1.61"}
+REALITY_SERVER_NAME = "www.lab.example"
+REALITY_TARGET = f"{INTERNET['world-site']}:443"
+INTERNET_SERVER = Path(__file__).resolve().parents[1] / "lab" / "internet_server.py"
 CONTAINER_OPTIONS = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -93,6 +101,7 @@ def start_lab(engine: Engine, names: list[str], workdir: Path, service_images: P
         lab.hosts[name] = LabHost(name, address, container)
         lab.exec(name, "sh", "-c", "mkdir -p ~ovpn/.ssh && cat > ~ovpn/.ssh/authorized_keys && "
                  "chown -R ovpn: ~ovpn/.ssh && chmod 700 ~ovpn/.ssh", input=public_key)  # fmt: skip
+    _start_internet(engine, workdir)
     for name in names:
         container = lab.hosts[name].container
         _wait(lambda c=container: engine.succeeds("exec", c, "docker", "info"), f"dockerd on {name}", 90)
@@ -100,9 +109,26 @@ def start_lab(engine: Engine, names: list[str], workdir: Path, service_images: P
     return lab
 
 
+def _start_internet(engine: Engine, workdir: Path) -> None:
+    site_dir = workdir / "internet"
+    site_dir.mkdir()
+    write_certificate(site_dir, [REALITY_SERVER_NAME], list(INTERNET.values()))
+    for site, address in INTERNET.items():
+        engine.docker(
+            "run", "-d", "--pull", "never", "--name", PREFIX + site, "--network", NETWORK, "--ip", address,
+            "-v", f"{site_dir}:/site:ro", "-v", f"{INTERNET_SERVER}:/usr/local/bin/internet_server.py:ro",
+            RUNTIME_IMAGE, "python3", "/usr/local/bin/internet_server.py", "--log", "/tmp/requests.jsonl",
+            "--ready", "/tmp/ready", "--cert", "/site/cert.pem", "--key", "/site/key.pem",
+            "--http", f"{address}:80", "--tls-target", f"{address}:443",
+        )  # fmt: skip
+    for site in INTERNET:
+        _wait(lambda s=site: engine.succeeds("exec", PREFIX + s, "test", "-s", "/tmp/ready"), site, 60)
+
+
 def stop_lab(lab: FleetLab) -> None:
     """Remove exactly what start_lab created, by name."""
     names = [h.container for h in lab.hosts.values()] + [PREFIX + "controller"]
+    names += [PREFIX + site for site in INTERNET]
     lab.engine.docker("rm", "-f", "-v", *names, check=False, timeout=300)
     for host in lab.hosts.values():
         lab.engine.docker("volume", "rm", f"{host.container}-docker", check=False)

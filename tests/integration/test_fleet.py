@@ -5,19 +5,25 @@ Tests in this module run in order and share one lab (three hosts) and one operat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
-from tests.conftest import tools_bin_dir
-from tests.fleetlab.hosts import FleetLab
+from tests.conftest import tool_path, tools_bin_dir
+from tests.fleetlab.client import vpn_client
+from tests.fleetlab.geodata import fleet_geodata
+from tests.fleetlab.hosts import INTERNET, REALITY_SERVER_NAME, REALITY_TARGET, FleetLab
 from tests.fleetlab.images import HAPROXY_IMAGE, RUNTIME_IMAGE, XRAY_VERSION
 from tests.integration.conftest import Operator
-from tests.support.topology import XRAY_KEY_PAIRS, lab_geodata
+from tests.support.topology import XRAY_KEY_PAIRS
 
 from ovpn.state.db import DB_FILE
 
@@ -27,7 +33,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operator:
     work = tmp_path_factory.mktemp("operator")
-    geodata = lab_geodata()
+    geodata = fleet_geodata()
     (work / "geosite.dat").write_bytes(geodata.geosite)
     (work / "geoip.dat").write_bytes(geodata.geoip)
     env = {
@@ -42,7 +48,8 @@ def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operato
     }
     operator = Operator(fleet_lab, work / "state", env)
     common = ["--ssh-user", "ovpn", "--ssh-identity", str(fleet_lab.key), "--xray-version", XRAY_VERSION,
-              "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}"]  # fmt: skip
+              "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}",
+              "--reality-server-name", REALITY_SERVER_NAME, "--reality-target", REALITY_TARGET]  # fmt: skip
     hosts = fleet_lab.hosts
     operator.ok("server", "add", "--name", "proxy-ru", "--role", "proxy", "--proxy-preset", "ru",
                 "--host", hosts["proxy-ru"].address, "--domain", "proxy-ru.lab", *common)  # fmt: skip
@@ -131,6 +138,43 @@ def test_doctor_passes_on_the_deployed_topology(op: Operator) -> None:
         assert {c["status"] for c in report.values()} <= {"pass"}, report
     assert doctor(op, "vpn-nl", expect_exit=0)["relay identity"]["status"] == "pass"
     assert "vpn-nl UP" in doctor(op, "proxy-ru", expect_exit=0)["backend pool"]["message"]
+
+
+def _pump(stream: IO[str] | None, lines: queue.Queue[str]) -> None:
+    for line in stream or ():
+        lines.put(line)
+
+
+def test_client_traffic_leaves_by_destination_and_haproxy_logs_follow(
+    op: Operator, fleet_lab: FleetLab, tmp_path: Path
+) -> None:
+    """A user of the proxy link: preset destinations leave from the proxy, the rest from a backend."""
+    hosts = fleet_lab.hosts
+    config = json.loads(op.ok("user", "link", "--server", "proxy-ru", "--username", "alice", "--format",
+                              "xray-json", "--no-qr"))  # fmt: skip
+    follow = subprocess.Popen(
+        op.argv("server", "logs", "proxy-ru", "--service", "haproxy", "--tail", "1", "--follow"),
+        stdout=subprocess.PIPE, text=True, env=op.env,
+    )  # fmt: skip
+    try:
+        with vpn_client(fleet_lab, config, hosts["proxy-ru"].address, tmp_path, tool_path("xray")) as client:
+            assert client.fetch(f"http://{INTERNET['ru-site']}/")["src"] == hosts["proxy-ru"].address
+            sources = {client.fetch(f"http://{INTERNET['world-site']}/")["src"] for _ in range(4)}
+        assert sources and sources <= {hosts["vpn-nl"].address, hosts["vpn-de"].address}, sources
+        # HAProxy logs each relayed connection with the backend server it chose; --follow streams it.
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(follow.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + 30
+        relayed = ""
+        while not relayed and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                relayed = line if ("/vpn-nl " in line or "/vpn-de " in line) else ""
+        assert relayed, "no relayed connection appeared in `server logs --follow`"
+        assert follow.poll() is None
+    finally:
+        follow.terminate()
+        follow.wait(timeout=30)
 
 
 def test_doctor_without_ssh_skips_the_remote_checks(op: Operator) -> None:
