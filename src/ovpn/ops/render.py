@@ -21,7 +21,7 @@ from ovpn.ops.app import App
 from ovpn.ops.servers import SERVER_SECRETS
 from ovpn.render.bundle import Bundle
 from ovpn.render.images import resolve_images
-from ovpn.render.server_bundle import Geodata, RenderRequest, render_server_bundle
+from ovpn.render.server_bundle import Geodata, RenderRequest, render_server_bundle, server_images
 
 
 @dataclass
@@ -84,26 +84,24 @@ def render_server(
                 f"{name} has no backend attached: its foreign traffic is refused (fail closed) until you run "
                 f"`ovpn server backend attach --proxy {name} --backend <vpn-server>` and redeploy"
             )
-    images = resolve_images(server.xray_version, dict(server.images), image_overrides or {})
-    platform = AgentPlatform(
-        remembered_machine(app.data_dir, name), python_of_base_image(images["ovpn-agent-base"])
-    )
+    base_image = resolve_images(server.xray_version, dict(server.images), image_overrides or {})[
+        "ovpn-agent-base"
+    ]
+    platform = AgentPlatform(remembered_machine(app.data_dir, name), python_of_base_image(base_image))
     wheels = dependency_wheels(app.data_dir, platform, app.env)
-    bundle = render_server_bundle(
-        RenderRequest(
-            server=server,
-            users=users,
-            now=now or datetime.now(UTC),
-            secrets=secrets,
-            pool=pool,
-            attached_to=attached_to,
-            geodata=blobs,
-            image_overrides=image_overrides or {},
-            agent_wheel=agent_wheel(app.data_dir),
-            agent_dependency_wheels=wheels,
-        )
+    request = RenderRequest(
+        server=server,
+        users=users,
+        now=now or datetime.now(UTC),
+        secrets=secrets,
+        pool=pool,
+        attached_to=attached_to,
+        geodata=blobs,
+        image_overrides=image_overrides or {},
+        agent_wheel=agent_wheel(app.data_dir),
+        agent_dependency_wheels=wheels,
     )
-    return RenderedServer(server, bundle, images, warnings, wheels)
+    return RenderedServer(server, render_server_bundle(request), server_images(request), warnings, wheels)
 
 
 def write_bundle(bundle: Bundle, out: Path) -> None:

@@ -62,10 +62,44 @@ def _relay_uuid(server: Server, attached_to: Sequence[str]) -> str | None:
     return server.relay_uuid
 
 
+def _agent_build(request: RenderRequest) -> dict[str, BundleFile]:
+    """The agent image's build context as the bundle carries it (empty without a wheel)."""
+    if request.agent_wheel is None:
+        return {}
+    wheel_name, wheel = request.agent_wheel
+    dependencies = sorted(request.agent_dependency_wheels)
+    files = {
+        "agent/Dockerfile": BundleFile(
+            render_agent_dockerfile(wheel_name, [n for n, _ in dependencies]).encode()
+        ),
+        f"agent/{wheel_name}": BundleFile(wheel),
+    }
+    if dependencies:
+        # Only the list: the wheels (megabytes) reach the host once, into a cache outside the releases, and
+        # join the image's build context there (ovpn.ops.deploy.build_agent_image checks these sums).
+        files["agent/wheels.sha256"] = BundleFile(wheel_checksums(dependencies).encode())
+    return files
+
+
+def server_images(request: RenderRequest) -> dict[str, str]:
+    """Every service's image. The agent's default tag carries a digest of its build context and base image, so
+    each release names the agent it was built with: a rollback runs the previous agent, not the newest build."""
+    server = request.server
+    images = resolve_images(server.xray_version, dict(server.images), request.image_overrides)
+    overridden = "ovpn-agent" in dict(server.images) or "ovpn-agent" in request.image_overrides
+    build = _agent_build(request)
+    if build and not overridden:
+        digest = hashlib.sha256(images["ovpn-agent-base"].encode())
+        for name, file in sorted(build.items()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(file.content).digest())
+        images["ovpn-agent"] = f"{images['ovpn-agent']}-{digest.hexdigest()[:12]}"
+    return images
+
+
 def render_server_bundle(request: RenderRequest) -> Bundle:
     server = request.server
     admitted = sorted((u for u in request.users if u.is_active(request.now)), key=lambda u: u.email)
-    images = resolve_images(server.xray_version, dict(server.images), request.image_overrides)
+    images = server_images(request)
     bundle: Bundle = {}
 
     preset = None
@@ -101,16 +135,7 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     # The config holds the REALITY private key and every user id: readable by root and the xray group only.
     bundle["xray/config.json"] = BundleFile(_json(config), 0o640, XRAY_GID)
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
-    if request.agent_wheel is not None:
-        wheel_name, wheel = request.agent_wheel
-        dependencies = sorted(request.agent_dependency_wheels)
-        dockerfile = render_agent_dockerfile(wheel_name, [name for name, _ in dependencies])
-        bundle["agent/Dockerfile"] = BundleFile(dockerfile.encode())
-        bundle[f"agent/{wheel_name}"] = BundleFile(wheel)
-        if dependencies:
-            # Only the list: the wheels (megabytes) reach the host once, into a cache outside the releases, and
-            # join the image's build context there (ovpn.ops.deploy.build_agent_image checks these sums).
-            bundle["agent/wheels.sha256"] = BundleFile(wheel_checksums(dependencies).encode())
+    bundle.update(_agent_build(request))
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
     bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
     return dict(sorted(bundle.items()))
