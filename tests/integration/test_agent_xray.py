@@ -509,3 +509,7 @@ def test_the_bundles_wheels_install_without_an_index_and_the_agent_runs(
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+    # The same wheels run the Telegram bot: every import resolves offline, and it stops at its own config check.
+    bot = subprocess.run([str(venv / "bin/ovpn-telegram-bot")], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert bot.returncode == 2 and "OVPN_TELEGRAM_TOKEN_FILE is not set" in bot.stderr, bot.stderr

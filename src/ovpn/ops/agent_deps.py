@@ -26,9 +26,21 @@ from pathlib import Path
 from ovpn.errors import OvpnError
 from ovpn.remote.ssh import Ssh
 
-# Pinned: the bundle (and so its hash) must not change when the index publishes a new release. The generated
-# Xray stubs (scripts/gen-xray-protos) need grpcio >= 1.85.1 and protobuf >= 7.35.1, < 8.
-AGENT_REQUIREMENTS = ("grpcio==1.85.1", "protobuf==7.36.2", "typing-extensions==4.16.0")
+# Pinned, with every transitive dependency (pip runs with --no-deps): the bundle (and so its hash) must not
+# change when the index publishes a new release. The generated Xray stubs (scripts/gen-xray-protos) need
+# grpcio >= 1.85.1 and protobuf >= 7.35.1, < 8. The same image runs ovpn-telegram-bot, whose pins follow.
+AGENT_REQUIREMENTS = (
+    "grpcio==1.85.1",
+    "protobuf==7.36.2",
+    "typing-extensions==4.16.0",
+    "python-telegram-bot==22.8",
+    "httpx==0.28.1",
+    "httpcore==1.0.9",
+    "h11==0.16.0",
+    "anyio==4.16.0",
+    "idna==3.20",
+    "certifi==2026.10.19.post1",
+)
 DEFAULT_MACHINE = "x86_64"
 DEFAULT_PYTHON = "3.11"
 # `uname -m` -> the manylinux architecture tag.

@@ -1,5 +1,5 @@
-"""The wheel each host's agent image is built from: only the modules the agent runs (`ovpn.agent`, the pure
-`ovpn.core`, `ovpn.errors`).
+"""The wheel each host's agent image is built from: only the modules the agent and the Telegram bot run
+(`ovpn.agent`, `ovpn.bot`, the pure `ovpn.core`, `ovpn.errors`).
 
 Keeping CLI code out of it means an ovpn upgrade that does not touch the agent leaves every host's bundle, and so
 its running agent and Xray, alone. The wheel is reproducible (fixed timestamps), so the same sources give the
@@ -20,7 +20,7 @@ from ovpn.ops.agent_deps import AGENT_REQUIREMENTS
 
 DISTRIBUTION = "ovpn_agent"
 PACKAGE_ROOT = Path(ovpn.__file__).resolve().parent
-INCLUDED = ("__init__.py", "errors.py", "py.typed", "agent", "core")
+INCLUDED = ("__init__.py", "errors.py", "py.typed", "agent", "bot", "core")
 # Zip timestamps from SOURCE_DATE_EPOCH (1980-01-01) make the wheel byte-for-byte reproducible.
 REPRODUCIBLE_EPOCH = "315532800"
 
@@ -46,7 +46,9 @@ def _metadata() -> dict[str, bytes]:
             + "".join(f"Requires-Dist: {requirement}\n" for requirement in AGENT_REQUIREMENTS)
         ).encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: ovpn\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{dist_info}/entry_points.txt": b"[console_scripts]\novpn-agent = ovpn.agent.main:main\n",
+        f"{dist_info}/entry_points.txt": (
+            b"[console_scripts]\novpn-agent = ovpn.agent.main:main\novpn-telegram-bot = ovpn.bot.main:main\n"
+        ),
     }
 
 

@@ -29,7 +29,8 @@ _DEFAULTS = {
     "grafana": "grafana/grafana:12.4.3",
     "node-exporter": "prom/node-exporter:v1.11.1",
     "cadvisor": "ghcr.io/google/cadvisor:0.56.2",
-    "ovpn-telegram-bot": f"ovpn-telegram-bot:{__version__}",
+    # The bot runs from the agent's image (its wheel carries both); see server_bundle.server_images.
+    "ovpn-telegram-bot": f"ovpn-agent:{__version__}",
 }
 
 

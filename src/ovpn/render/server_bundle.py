@@ -83,16 +83,22 @@ def _agent_build(request: RenderRequest) -> dict[str, BundleFile]:
 
 def server_images(request: RenderRequest) -> dict[str, str]:
     """Every service's image. The agent's default tag carries a digest of its build context and base image, so
-    each release names the agent it was built with: a rollback runs the previous agent, not the newest build."""
+    each release names the agent it was built with: a rollback runs the previous agent, not the newest build.
+    The Telegram bot runs from the same image unless its image is overridden."""
     server = request.server
     images = resolve_images(server.xray_version, dict(server.images), request.image_overrides)
-    overridden = "ovpn-agent" in dict(server.images) or "ovpn-agent" in request.image_overrides
+
+    def overridden(service: str) -> bool:
+        return service in dict(server.images) or service in request.image_overrides
+
     build = _agent_build(request)
-    if build and not overridden:
+    if build and not overridden("ovpn-agent"):
         digest = hashlib.sha256(images["ovpn-agent-base"].encode())
         for name, file in sorted(build.items()):
             digest.update(name.encode() + b"\0" + hashlib.sha256(file.content).digest())
         images["ovpn-agent"] = f"{images['ovpn-agent']}-{digest.hexdigest()[:12]}"
+    if not overridden("ovpn-telegram-bot"):
+        images["ovpn-telegram-bot"] = images["ovpn-agent"]
     return images
 
 

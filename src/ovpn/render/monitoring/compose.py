@@ -170,6 +170,10 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
     bot = _service(
         spec,
         "ovpn-telegram-bot",
+        # The agent's image carries the bot too. Root inside the container: the bot restarts services through
+        # the Docker socket, which is root-equivalent on the host anyway.
+        entrypoint=["ovpn-telegram-bot"],
+        user="0:0",
         environment={
             "OVPN_TELEGRAM_LISTEN": f"0.0.0.0:{BOT_PORT}",
             "OVPN_TELEGRAM_TOKEN_FILE": TOKEN_MOUNT,
