@@ -12,6 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests check behaviour, not speed (figures come from bench/): no per-example deadline, which a loaded
+# 2-core CI machine would otherwise trip at random.
+settings.register_profile("ovpn", deadline=None)
+settings.load_profile("ovpn")
 
 
 def tools_bin_dir() -> Path:

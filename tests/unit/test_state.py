@@ -144,3 +144,25 @@ def test_a_held_lock_gives_a_clear_message_not_a_traceback(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "locked by another ovpn process" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_telegram_settings_round_trip_reach_the_env_and_go_with_the_server(tmp_path: Path) -> None:
+    from ovpn.core.model import TelegramSettings
+    from ovpn.ops.render import render_server
+    from ovpn.ops.servers import remove_server
+
+    app = App(tmp_path, env=dict(os.environ))
+    add_server(app, spec())
+    with app.reading() as repo:
+        assert repo.telegram("vpn-a") is None
+    with app.writing() as repo:
+        repo.set_telegram("vpn-a", TelegramSettings(42, (-1001, 7)))
+        repo.set_telegram("vpn-a", TelegramSettings(43, (-1002,), "http://10.0.0.2:8081"))
+    with app.reading() as repo:
+        assert repo.telegram("vpn-a") == TelegramSettings(43, (-1002,), "http://10.0.0.2:8081")
+    env = render_server(app, "vpn-a").bundle[".env"].content.decode()
+    assert "OVPN_TELEGRAM_OWNER_USER_ID=43\n" in env and "OVPN_TELEGRAM_NOTIFY_CHAT_IDS=-1002\n" in env
+    assert "OVPN_TELEGRAM_API_BASE_URL=http://10.0.0.2:8081\n" in env
+    remove_server(app, "vpn-a")
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM telegram_settings").fetchone()[0] == 0

@@ -44,6 +44,15 @@ class Server:
 
 
 @dataclass(frozen=True)
+class TelegramSettings:
+    """Whom a server's Telegram bot obeys (one owner) and notifies; `api_base_url` empty means Telegram's own."""
+
+    owner_user_id: int
+    notify_chat_ids: tuple[int, ...] = ()
+    api_base_url: str = ""
+
+
+@dataclass(frozen=True)
 class Attachment:
     proxy: str
     backend: str

@@ -67,6 +67,7 @@ def render_server(
         users = repo.users()
         pool = repo.pool(name) if server.is_proxy else []
         attached_to = repo.proxies_of(name)
+        telegram = repo.telegram(name)
         secrets = {}
         for secret_name in SERVER_SECRETS:
             value = repo.secret(name, secret_name)
@@ -100,6 +101,7 @@ def render_server(
         image_overrides=image_overrides or {},
         agent_wheel=agent_wheel(app.data_dir),
         agent_dependency_wheels=wheels,
+        telegram=telegram,
     )
     return RenderedServer(server, render_server_bundle(request), server_images(request), warnings, wheels)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from ovpn.core.model import Server
+from ovpn.core.model import Server, TelegramSettings
 from ovpn.render.images import SERVICES, env_var
 from ovpn.render.names import (
     AGENT_CONTAINER,
@@ -124,13 +124,24 @@ def render_agent_dockerfile(wheel_name: str, dependency_wheels: Sequence[str] = 
     )
 
 
-def render_env(server: Server, images: Mapping[str, str], secrets: Mapping[str, str]) -> str:
-    """`.env` (mode 0600): image references and the secrets the services read from the environment."""
+def render_env(
+    server: Server,
+    images: Mapping[str, str],
+    secrets: Mapping[str, str],
+    telegram: TelegramSettings | None = None,
+) -> str:
+    """`.env` (mode 0600): image references, the Telegram bot's recipients and the secrets the services read
+    from the environment (the bot's token is not one of them: it stays in its own file on the host)."""
     lines = [f"# ovpn runtime environment for {server.name}; mode 0600, holds secrets."]
     for service in SERVICES:
         if service == "haproxy" and not server.is_proxy:
             continue
         lines.append(f"{env_var(service)}={images[service]}")
     lines.append(f"OVPN_AGENT_HOST_PORT={AGENT_HOST_PORT}")
+    if telegram is not None:
+        lines.append(f"OVPN_TELEGRAM_OWNER_USER_ID={telegram.owner_user_id}")
+        lines.append(f"OVPN_TELEGRAM_NOTIFY_CHAT_IDS={','.join(map(str, telegram.notify_chat_ids))}")
+        if telegram.api_base_url:
+            lines.append(f"OVPN_TELEGRAM_API_BASE_URL={telegram.api_base_url}")
     lines.extend(f"{name}={secrets[name]}" for name in sorted(secrets))
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ovpn.core.model import PoolMember, Server, User
+from ovpn.core.model import PoolMember, Server, TelegramSettings, User
 from ovpn.core.pool import require_parity
 from ovpn.core.presets import PRESETS
 from ovpn.errors import OvpnError
@@ -40,6 +40,7 @@ class RenderRequest:
     agent_wheel: tuple[str, bytes] | None = None
     # The binary wheels the agent needs (gRPC), for the host's platform: (file name, bytes).
     agent_dependency_wheels: Sequence[tuple[str, bytes]] = ()
+    telegram: TelegramSettings | None = None
 
 
 def wheel_checksums(wheels: Sequence[tuple[str, bytes]]) -> str:
@@ -142,6 +143,6 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     bundle["xray/config.json"] = BundleFile(_json(config), 0o640, XRAY_GID)
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
     bundle.update(_agent_build(request))
-    bundle[".env"] = BundleFile(render_env(server, images, request.secrets).encode(), 0o600)
+    bundle[".env"] = BundleFile(render_env(server, images, request.secrets, request.telegram).encode(), 0o600)
     bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
     return dict(sorted(bundle.items()))

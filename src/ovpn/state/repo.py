@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from ovpn.core.model import Attachment, PoolMember, Server, User
+from ovpn.core.model import Attachment, PoolMember, Server, TelegramSettings, User
 from ovpn.errors import OvpnError
 from ovpn.state.secrets import SecretBox
 
@@ -198,6 +198,28 @@ class Repository:
                      r["result"], r["message"])
             for r in rows
         ]  # fmt: skip
+
+    # telegram
+
+    def set_telegram(self, server: str, settings: TelegramSettings) -> None:
+        self.conn.execute(
+            "INSERT INTO telegram_settings (server_id, owner_user_id, notify_chat_ids, api_base_url, updated_at) "
+            "SELECT id, ?, ?, ?, ? FROM servers WHERE name = ? ON CONFLICT (server_id) DO UPDATE SET "
+            "owner_user_id = excluded.owner_user_id, notify_chat_ids = excluded.notify_chat_ids, "
+            "api_base_url = excluded.api_base_url, updated_at = excluded.updated_at",
+            (settings.owner_user_id, ",".join(map(str, settings.notify_chat_ids)), settings.api_base_url, _now(),
+             server),
+        )  # fmt: skip
+
+    def telegram(self, server: str) -> TelegramSettings | None:
+        row = self.conn.execute(
+            "SELECT t.* FROM telegram_settings t JOIN servers s ON s.id = t.server_id WHERE s.name = ?",
+            (server,),
+        ).fetchone()
+        if row is None:
+            return None
+        chats = tuple(int(c) for c in row["notify_chat_ids"].split(",") if c)
+        return TelegramSettings(row["owner_user_id"], chats, row["api_base_url"])
 
     # backups
 

@@ -191,6 +191,7 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
             "OVPN_TELEGRAM_SERVICES": _bot_services(spec),
             "OVPN_TELEGRAM_NOTIFY_CHAT_IDS": "${OVPN_TELEGRAM_NOTIFY_CHAT_IDS:-}",
             "OVPN_TELEGRAM_OWNER_USER_ID": "${OVPN_TELEGRAM_OWNER_USER_ID:-}",
+            "OVPN_TELEGRAM_API_BASE_URL": "${OVPN_TELEGRAM_API_BASE_URL:-}",
             "OVPN_TELEGRAM_API_FALLBACK_IPS": "${OVPN_TELEGRAM_API_FALLBACK_IPS:-149.154.167.220}",
         },
         ports=[f"{BOT_HOST_BINDING}:{BOT_PORT}"],
