@@ -49,6 +49,11 @@ def _json(body: bytes) -> object:
 
 
 def make_handler(rt: Runtime) -> Handler:
+    for status in ("firing", "resolved"):
+        rt.metrics.declare_counter("ovpn_bot_alerts_received_total", "Alerts received from Alertmanager.",
+                                   {"status": status})  # fmt: skip
+    rt.metrics.declare_counter("ovpn_bot_events_received_total", "ovpn events received.")
+
     async def handle(method: str, path: str, body: bytes) -> Response:
         expected = ROUTES.get(path)
         if expected is None:

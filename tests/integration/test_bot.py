@@ -1,0 +1,374 @@
+"""ovpn-telegram-bot as a real process against a Bot API stand-in on loopback, a real ovpn-agent, and (for the
+services and restarts) real containers on the fleet lab's private Docker engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import tool_path
+from tests.support.fake_bot_api import Call, FakeBotApi
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123456789:AAtest-SECRET-bot-token_value"
+OWNER = 4242
+STRANGER = 6666
+NOTIFY = (-100777, 5151)
+OK_CONTAINER = "ovpn-fleetlab-bot-ok"
+BAD_CONTAINER = "ovpn-fleetlab-bot-bad"
+AGENT_TOKEN = "agent-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def http(url: str, body: object | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+@dataclass
+class BotProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    fake: FakeBotApi
+    log: Path
+
+    def health(self) -> dict[str, Any]:
+        status, body = http(f"{self.url}/health")
+        return json.loads(body) if status == 200 else {}
+
+    def metric(self, line_start: str) -> float:
+        _, body = http(f"{self.url}/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.split()[-1])
+        raise AssertionError(f"no metric {line_start}")
+
+
+def start_bot(tmp: Path, role: str, services: str, docker_socket: Path, agent_url: str = "") -> BotProcess:
+    fake = FakeBotApi(TOKEN).start()
+    token_file = tmp / "telegram_bot_token"
+    token_file.write_text(TOKEN + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "OVPN_TELEGRAM_LISTEN": f"127.0.0.1:{port}",
+        "OVPN_TELEGRAM_TOKEN_FILE": str(token_file),
+        "OVPN_TELEGRAM_SERVER_NAME": f"{role}-test",
+        "OVPN_TELEGRAM_SERVER_ROLE": role,
+        "OVPN_TELEGRAM_AGENT_URL": agent_url,
+        "OVPN_TELEGRAM_SERVICES": services,
+        "OVPN_TELEGRAM_OWNER_USER_ID": str(OWNER),
+        "OVPN_TELEGRAM_NOTIFY_CHAT_IDS": ",".join(map(str, NOTIFY)),
+        "OVPN_TELEGRAM_API_BASE_URL": fake.base_url,
+        "OVPN_TELEGRAM_DOCKER_SOCKET": str(docker_socket),
+        "OVPN_TELEGRAM_POLL_TIMEOUT": "5",
+        "OVPN_TELEGRAM_RESTART_TIMEOUT": "8",
+    }
+    log = tmp / "bot.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(ROOT / ".venv/bin/ovpn-telegram-bot")], env=env, stdout=sink, stderr=sink
+        )
+    bot = BotProcess(process, f"http://127.0.0.1:{port}", fake, log)
+    fake.wait_for(lambda c: c.method == "getUpdates", what="the first getUpdates")
+    return bot
+
+
+def stop_bot(bot: BotProcess) -> None:
+    bot.process.terminate()
+    try:
+        bot.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        bot.process.kill()
+        bot.process.wait(timeout=10)
+    bot.fake.stop()
+
+
+@pytest.fixture(scope="module")
+def vpn_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
+    tmp = tmp_path_factory.mktemp("vpn-bot")
+    bot = start_bot(tmp, "vpn", "xray=ovpn-xray,ovpn-agent=ovpn-agent,prometheus=ovpn-prometheus",
+                    tmp / "no-docker.sock")  # fmt: skip
+    yield bot
+    stop_bot(bot)
+    assert TOKEN not in bot.log.read_text(), "the bot token leaked into the log"
+
+
+@pytest.fixture
+def vpn(vpn_bot: BotProcess) -> Iterator[BotProcess]:
+    vpn_bot.fake.set_down(False)
+    vpn_bot.fake.clear()
+    yield vpn_bot
+    vpn_bot.fake.set_down(False)
+    assert vpn_bot.process.poll() is None, "the bot exited"
+
+
+# ---------------------------------------------------------------------------------------------- no Docker
+
+
+def test_vpn_services_screen_has_no_haproxy(vpn: BotProcess) -> None:
+    vpn.fake.inject_message(OWNER, "/services")
+    call = vpn.fake.sent_to(OWNER, "Services on vpn-test")
+    assert "xray" in call.text and "ovpn-agent" in call.text
+    assert "haproxy" not in call.text
+    assert "Docker engine unreachable" in call.text
+    assert ("↻ xray", "r:xray") in call.buttons()
+
+
+def test_stranger_gets_no_answer(vpn: BotProcess) -> None:
+    ignored = vpn.metric("ovpn_bot_ignored_updates_total")
+    vpn.fake.inject_message(STRANGER, "/start")
+    vpn.fake.inject_callback(STRANGER, "s:status")
+    vpn.fake.inject_message(OWNER, "/start")
+    # Updates are handled in order: once the owner's menu is out, the stranger's updates were handled.
+    vpn.fake.sent_to(OWNER, "choose a screen")
+    wait_until(lambda: vpn.metric("ovpn_bot_ignored_updates_total") >= ignored + 2, 10, "the ignored count")
+    to_stranger = [c for c in vpn.fake.calls() if c.params.get("chat_id") == STRANGER]
+    assert to_stranger == [], to_stranger
+    assert vpn.fake.calls("answerCallbackQuery") == []
+    assert vpn.fake.calls("editMessageText") == []
+
+
+def _firing_and_resolved() -> dict[str, Any]:
+    return {
+        "version": "4", "status": "firing", "receiver": "telegram", "groupKey": "{}:{}",
+        "alerts": [
+            {"status": "firing", "labels": {"alertname": "OVPNForeignBackendPoolDown", "severity": "critical",
+                                            "backend": "vpn-nl<script>"},
+             "annotations": {"summary": "no foreign backend is UP", "description": "all backends down"}},
+            {"status": "resolved", "labels": {"alertname": "OVPNAgentDown", "severity": "warning",
+                                              "instance": "ovpn-agent:9090"},
+             "annotations": {"summary": "the agent answers again"}},
+        ],
+    }  # fmt: skip
+
+
+def test_alertmanager_webhook_reaches_owner_and_notify_chats(vpn: BotProcess) -> None:
+    received = vpn.metric('ovpn_bot_alerts_received_total{status="firing"}')
+    status, body = http(f"{vpn.url}/alertmanager", _firing_and_resolved())
+    assert status == 200, body
+    for chat in (OWNER, *NOTIFY):
+        call = vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown")
+        assert "FIRING 1" in call.text and "RESOLVED 1" in call.text
+        assert "🔥 <b>OVPNForeignBackendPoolDown</b> [critical]" in call.text
+        assert "✅ <b>OVPNAgentDown</b>" in call.text
+        assert "vpn-nl&lt;script&gt;" in call.text and "<script>" not in call.text
+        assert "ovpn-agent:9090" in call.text
+        assert call.params.get("parse_mode") == "HTML"
+    assert vpn.metric('ovpn_bot_alerts_received_total{status="firing"}') >= received + 1
+    status, _ = http(
+        f"{vpn.url}/events", {"kind": "deploy", "server": "vpn-test", "message": "release 7 is live"}
+    )
+    assert status == 200
+    vpn.fake.sent_to(NOTIFY[0], "release 7 is live")
+    assert http(f"{vpn.url}/alertmanager", {"alerts": "nope"})[0] == 400
+    assert http(f"{vpn.url}/health", {"x": 1})[0] == 405
+
+
+def test_health_degraded_while_telegram_unreachable_and_alerts_wait(vpn: BotProcess) -> None:
+    assert vpn.health()["status"] == "ok"
+    vpn.fake.set_down(True)
+    health = wait_until(lambda: (h := vpn.health()).get("status") == "degraded" and h, 20, "degraded health")
+    assert health["telegram"] == "unreachable"
+    status, _ = http(f"{vpn.url}/alertmanager", _firing_and_resolved())
+    assert status == 200
+    wait_until(lambda: vpn.metric("ovpn_bot_messages_failed_total") > 0, 20, "a failed delivery")
+    assert vpn.process.poll() is None
+    assert vpn.metric("ovpn_bot_telegram_reachable") == 0
+    assert vpn.fake.calls("sendMessage") == []
+    vpn.fake.set_down(False)
+    wait_until(lambda: vpn.health().get("status") == "ok", 30, "ok health again")
+    for chat in (OWNER, *NOTIFY):
+        vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown", timeout=30)
+    assert vpn.metric("ovpn_bot_telegram_reachable") == 1
+
+
+# ---------------------------------------------------------------------------------------------- real engine
+
+
+def _state(engine: Any, name: str) -> dict[str, Any]:
+    return dict(json.loads(engine.docker("inspect", "--format", "{{json .State}}", name)))
+
+
+def _run_container(engine: Any, image: str, name: str, health: str, script: str) -> None:
+    engine.docker("rm", "-f", name, check=False)
+    engine.docker(
+        "run", "-d", "--pull", "never", "--network", "none", "--name", name,
+        "--health-cmd", health, "--health-interval", "1s", "--health-retries", "1", "--health-timeout", "2s",
+        image, "sh", "-c", f'trap "exit 0" TERM; {script} sleep infinity & wait',
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def agent_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ovpn-agent on loopback (its Xray API address has nothing behind it: it says degraded) with one user."""
+    tmp = tmp_path_factory.mktemp("bot-agent")
+    port = free_port()
+    env = {**os.environ, "OVPN_AGENT_TOKEN": AGENT_TOKEN}
+    argv = [str(ROOT / ".venv/bin/ovpn-agent"), "--listen", f"127.0.0.1:{port}", "--xray-api",
+            f"127.0.0.1:{free_port()}", "--db-path", str(tmp), "--poll-interval", "3600"]  # fmt: skip
+    with (tmp / "agent.log").open("wb") as sink:
+        agent = subprocess.Popen(argv, env=env, stdout=sink, stderr=sink)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http(f"{url}/health")[0] == 200, 30, "the agent")
+        users = {"users": [{"email": "alice@ovpn", "uuid": str(uuid.uuid4()), "enabled": True,
+                            "expiry": None, "quota_bytes": 10 * 2**30}]}  # fmt: skip
+        request = urllib.request.Request(f"{url}/users/sync", data=json.dumps(users).encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {AGENT_TOKEN}",
+                                                  "Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        yield url
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def proxy_bot(
+    lab_engine: Any, agent_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BotProcess]:
+    from tests.fleetlab.images import RUNTIME_IMAGE, ensure_images
+
+    ensure_images(lab_engine, tool_path("xray"))
+    bot = None
+    try:
+        _run_container(lab_engine, RUNTIME_IMAGE, OK_CONTAINER, "true", "")
+        # Healthy at its first start only: a restart removes the file its healthcheck looks for.
+        _run_container(lab_engine, RUNTIME_IMAGE, BAD_CONTAINER, "test -f /tmp/ok",
+                       "if [ -e /tmp/started ]; then rm -f /tmp/ok; else touch /tmp/started /tmp/ok; fi;")  # fmt: skip
+        for name in (OK_CONTAINER, BAD_CONTAINER):
+            wait_until(lambda n=name: (_state(lab_engine, n).get("Health") or {}).get("Status") == "healthy",
+                       30, f"{name} healthy")  # fmt: skip
+        tmp = tmp_path_factory.mktemp("proxy-bot")
+        bot = start_bot(
+            tmp, "proxy", f"xray={OK_CONTAINER},haproxy={BAD_CONTAINER}", lab_engine.socket, agent_url
+        )
+        yield bot
+    finally:
+        if bot is not None:
+            stop_bot(bot)
+            assert TOKEN not in bot.log.read_text(), "the bot token leaked into the log"
+        for name in (OK_CONTAINER, BAD_CONTAINER):
+            lab_engine.docker("rm", "-f", name, check=False)
+
+
+@pytest.fixture
+def proxy(proxy_bot: BotProcess) -> BotProcess:
+    proxy_bot.fake.clear()
+    return proxy_bot
+
+
+def _edit(bot: BotProcess, contains: str) -> Call:
+    return bot.fake.wait_for(lambda c: c.method == "editMessageText" and contains in c.text,
+                             what=f"editMessageText with {contains!r}")  # fmt: skip
+
+
+def test_owner_gets_status_and_services_on_proxy(proxy: BotProcess) -> None:
+    proxy.fake.inject_message(OWNER, "/start")
+    menu = proxy.fake.sent_to(OWNER, "choose a screen")
+    assert ("Status", "s:status") in menu.buttons() and ("Services", "s:services") in menu.buttons()
+    proxy.fake.inject_callback(OWNER, "s:status")
+    status = _edit(proxy, "proxy-test")
+    assert "(proxy)" in status.text and "services: 2/2 up" in status.text
+    assert "agent: ⚠️ degraded" in status.text
+    proxy.fake.inject_callback(OWNER, "s:services")
+    services = _edit(proxy, "Services on proxy-test")
+    assert "✅ xray: running, healthy" in services.text
+    assert "✅ haproxy: running, healthy" in services.text
+    assert ("↻ haproxy", "r:haproxy") in services.buttons()
+    assert proxy.fake.calls("answerCallbackQuery")
+
+
+def test_agent_screens(proxy: BotProcess) -> None:
+    proxy.fake.inject_callback(OWNER, "s:users")
+    assert "alice@ovpn: ok, until never" in _edit(proxy, "<b>Users</b>").text
+    proxy.fake.inject_callback(OWNER, "s:quota")
+    assert "alice@ovpn: 0 B / 10.0 GiB (0%)" in _edit(proxy, "<b>Quota</b>").text
+    proxy.fake.inject_callback(OWNER, "s:doctor")
+    doctor = _edit(proxy, "Doctor proxy-test")
+    assert "✅ container xray" in doctor.text and "agent health" in doctor.text
+
+
+def _ask_restart(bot: BotProcess, service: str) -> tuple[str, str]:
+    bot.fake.inject_callback(OWNER, f"r:{service}")
+    prompt = _edit(bot, f"Restart <b>{service}</b>?")
+    buttons = dict(prompt.buttons())
+    return buttons["Confirm"], buttons["Cancel"]
+
+
+def test_cancel_does_nothing(proxy: BotProcess, lab_engine: Any) -> None:
+    started = _state(lab_engine, OK_CONTAINER)["StartedAt"]
+    confirm, cancel = _ask_restart(proxy, "xray")
+    proxy.fake.inject_callback(OWNER, cancel)
+    _edit(proxy, "Restart cancelled")
+    # The cancelled prompt's Confirm button is dead now.
+    proxy.fake.inject_callback(OWNER, confirm)
+    _edit(proxy, "expired: nothing was restarted")
+    assert _state(lab_engine, OK_CONTAINER)["StartedAt"] == started
+    assert not [c for c in proxy.fake.calls("sendMessage") if "restart" in c.text]
+
+
+def test_confirmed_restart_reports_healthy(proxy: BotProcess, lab_engine: Any) -> None:
+    started = _state(lab_engine, OK_CONTAINER)["StartedAt"]
+    confirm, _ = _ask_restart(proxy, "xray")
+    proxy.fake.inject_callback(OWNER, confirm)
+    proxy.fake.sent_to(OWNER, "<b>xray</b>: restarted, healthy", timeout=30)
+    assert _state(lab_engine, OK_CONTAINER)["StartedAt"] != started
+    assert proxy.metric('ovpn_bot_restarts_total{result="ok",service="xray"}') == 1
+
+
+def test_restart_that_stays_unhealthy_is_reported_failed(proxy: BotProcess, lab_engine: Any) -> None:
+    confirm, _ = _ask_restart(proxy, "haproxy")
+    proxy.fake.inject_callback(OWNER, confirm)
+    failed = proxy.fake.sent_to(OWNER, "<b>haproxy</b>: restart FAILED", timeout=40)
+    assert "unhealthy" in failed.text
+    assert proxy.metric('ovpn_bot_restarts_total{result="failed",service="haproxy"}') == 1
+
+
+def test_callback_data_is_validated(proxy: BotProcess, lab_engine: Any) -> None:
+    started = _state(lab_engine, OK_CONTAINER)["StartedAt"]
+    for data in ("r:ovpn-telegram-bot", "y:zzzz", "r:xray;rm", "x"):
+        proxy.fake.inject_callback(OWNER, data)
+    proxy.fake.wait_for(lambda c: len([a for a in proxy.fake.calls("answerCallbackQuery")
+                                       if a.params.get("text") == "Unknown button"]) == 4,
+                        what="four 'Unknown button' answers")  # fmt: skip
+    assert proxy.fake.calls("editMessageText") == []
+    assert _state(lab_engine, OK_CONTAINER)["StartedAt"] == started
