@@ -304,7 +304,7 @@ def test_agent_bot_and_certificate_alerts(vpn: Bundle) -> None:
     assert "ovpn_agent_collector_last_success_timestamp_seconds" in rules["OvpnAgentCollectorStale"]["expr"]
     assert "ovpn_agent_cert_expiry_timestamp_seconds" in rules["OvpnCertExpirySoon"]["expr"]
     assert rules["OvpnTelegramBotDown"]["expr"] == 'up{job="ovpn-telegram-bot"} == 0'
-    assert rules["OvpnTelegramApiUnreachable"]["expr"] == "ovpn_telegram_bot_telegram_up == 0"
+    assert rules["OvpnTelegramApiUnreachable"]["expr"] == "ovpn_bot_telegram_reachable == 0"
 
 
 # ------------------------------------------------------------------------------------------ alertmanager

@@ -351,7 +351,7 @@ def bot_group(server: str) -> AlertGroup:
             ),
             Alert(
                 "OvpnTelegramApiUnreachable",
-                "ovpn_telegram_bot_telegram_up == 0",
+                "ovpn_bot_telegram_reachable == 0",
                 "5m",
                 "warning",
                 f"{server}: the Telegram bot cannot reach Telegram",

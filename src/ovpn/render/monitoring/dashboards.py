@@ -348,7 +348,7 @@ def agent_dashboard() -> Dashboard:
                 thresholds=steps((None, RED), (0, YELLOW), (14, GREEN)),
             ),
             up_stat("Telegram bot scrape", f'up{{job="{JOB_BOT}"}}', width=4),
-            up_stat("Telegram API", "ovpn_telegram_bot_telegram_up", width=4),
+            up_stat("Telegram API", "ovpn_bot_telegram_reachable", width=4),
             row("Users"),
             stat("Users counted", _count(f"count by (email) ({_TRAFFIC})")),
             stat("Active users (5m)", _count(f"sum by (email) (rate({_TRAFFIC}[5m])) > 0")),
