@@ -4,7 +4,10 @@
   starts sshd and an inner Docker engine;
 * service images loaded into each host's inner engine: a Debian runtime with Python and HAProxy (the agent's
   base image and the HAProxy image) and an Xray image built FROM scratch around the Go-built binary, running as
-  the same non-root user as the official image.
+  the same non-root user as the official image;
+* the monitoring images: Debian's own Prometheus, Alertmanager and node exporter (entrypoint = the binary, so
+  the rendered `command:` flags apply unchanged), and two clearly named stand-ins for what Debian does not
+  package (Grafana, cAdvisor): small HTTP servers on the runtime image (`tests/fleetlab/standin.py`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,34 @@ HOST_IMAGE = "ovpn-fleetlab/host:6"
 RUNTIME_IMAGE = "ovpn-fleetlab/runtime:bookworm-1"
 HAPROXY_IMAGE = "ovpn-fleetlab/haproxy:2.6"
 XRAY_IMAGE = f"ghcr.io/xtls/xray-core:{XRAY_VERSION}"
-SERVICE_IMAGES = (RUNTIME_IMAGE, HAPROXY_IMAGE, XRAY_IMAGE)
+MONITORING_BASE_IMAGE = "ovpn-fleetlab/monitoring-base:bookworm-2"
+PROMETHEUS_IMAGE = "ovpn-fleetlab/prometheus:bookworm-2"
+ALERTMANAGER_IMAGE = "ovpn-fleetlab/alertmanager:bookworm-2"
+NODE_EXPORTER_IMAGE = "ovpn-fleetlab/node-exporter:bookworm-2"
+GRAFANA_STANDIN_IMAGE = "ovpn-fleetlab/grafana-standin:1"
+CADVISOR_STANDIN_IMAGE = "ovpn-fleetlab/cadvisor-standin:1"
+# `server add --image SERVICE=REF` for every monitoring service the lab can run (the bot is not built yet).
+MONITORING_IMAGES = {
+    "prometheus": PROMETHEUS_IMAGE,
+    "alertmanager": ALERTMANAGER_IMAGE,
+    "node-exporter": NODE_EXPORTER_IMAGE,
+    "grafana": GRAFANA_STANDIN_IMAGE,
+    "cadvisor": CADVISOR_STANDIN_IMAGE,
+}
+SERVICE_IMAGES = (RUNTIME_IMAGE, HAPROXY_IMAGE, XRAY_IMAGE, *MONITORING_IMAGES.values())
+SAVED_SERVICE_IMAGES = "service-images-3.tar"
 
 HOST_PACKAGES = "openssh-server,sudo,docker.io,iproute2,procps,ca-certificates,iptables"
 RUNTIME_PACKAGES = "python3,python3-pip,haproxy,ca-certificates"
+# GNU wget for the rendered healthchecks (`wget -q --spider URL`) and `wget -qO- URL`, as busybox wget in prom/*.
+MONITORING_PACKAGES = "prometheus,prometheus-alertmanager,prometheus-node-exporter,wget,ca-certificates"
+# image -> (binary, data directory owned by the image's user, as in the official images; "" for none)
+_MONITORING_BINARIES = {
+    PROMETHEUS_IMAGE: ("/usr/bin/prometheus", "/prometheus"),
+    ALERTMANAGER_IMAGE: ("/usr/bin/prometheus-alertmanager", "/alertmanager"),
+    NODE_EXPORTER_IMAGE: ("/usr/bin/prometheus-node-exporter", ""),
+}
+_STANDINS = {GRAFANA_STANDIN_IMAGE: "grafana", CADVISOR_STANDIN_IMAGE: "cadvisor"}
 
 HOST_INIT = r"""#!/bin/sh
 # Lab host init: fresh SSH host keys, cgroups writable for the inner engine, dockerd, then sshd in the foreground.
@@ -66,10 +93,26 @@ def _rootfs_tar(name: str, packages: str) -> Path:
         _run(["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm", str(root)])
         if name.startswith("host"):
             _prepare_host_root(root)
+        if name.startswith("monitoring"):
+            _slim_monitoring_root(root)
         partial = tarball.with_suffix(".partial")
         _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."])
         partial.rename(tarball)
     return tarball
+
+
+def _slim_monitoring_root(root: Path) -> None:
+    """Drop what the lab's monitoring images never use (apt's caches, docs, the web UI's time zone data, the
+    CLI tools): the service image tarball is loaded into every lab host, so its size is paid three times."""
+    for pattern in (
+        "var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages", "usr/share/doc", "usr/share/man",
+        "usr/share/locale", "usr/share/javascript/moment-timezone/data", "usr/bin/promtool", "usr/bin/amtool",
+    ):  # fmt: skip
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def _compose_plugin() -> Path:
@@ -139,9 +182,37 @@ def ensure_images(engine: Engine, xray_binary: Path) -> Path:
             'ENTRYPOINT ["/usr/local/bin/xray"]\nCMD ["-confdir", "/usr/local/etc/xray/"]\n',
             {"xray": xray_binary},
         )
-    saved = tools_dir() / "fleetlab" / "service-images.tar"
+    _ensure_monitoring_images(engine)
+    saved = tools_dir() / "fleetlab" / SAVED_SERVICE_IMAGES
     if not saved.exists():
         partial = saved.with_suffix(".partial")
         engine.docker("save", "-o", str(partial), *SERVICE_IMAGES, timeout=900)
         partial.rename(saved)
     return saved
+
+
+def _ensure_monitoring_images(engine: Engine) -> None:
+    if not _has_image(engine, MONITORING_BASE_IMAGE):
+        engine.docker(
+            "import", str(_rootfs_tar("monitoring-rootfs-2", MONITORING_PACKAGES)), MONITORING_BASE_IMAGE
+        )
+    for image, (binary, data_dir) in _MONITORING_BINARIES.items():
+        if _has_image(engine, image):
+            continue
+        prepare = f"RUN mkdir -p {data_dir} && chown nobody:nogroup {data_dir}\n" if data_dir else ""
+        workdir = f"WORKDIR {data_dir}\n" if data_dir else ""
+        _build(
+            engine,
+            image,
+            f'FROM {MONITORING_BASE_IMAGE}\n{prepare}USER nobody\n{workdir}ENTRYPOINT ["{binary}"]\n',
+        )
+    standin = Path(__file__).with_name("standin.py")
+    for image, kind in _STANDINS.items():
+        if not _has_image(engine, image):
+            _build(
+                engine,
+                image,
+                f"FROM {RUNTIME_IMAGE}\nCOPY standin.py /usr/local/bin/ovpn-lab-standin\nUSER nobody\n"
+                f'ENTRYPOINT ["python3", "/usr/local/bin/ovpn-lab-standin", "{kind}"]\n',
+                {"standin.py": standin},
+            )

@@ -7,7 +7,17 @@ import sys
 import click
 
 from ovpn import __version__
-from ovpn.cli import ansible_cmd, config_cmd, demo_cmd, fleet_cmd, route_cmd, server_cmd, stats_cmd, user_cmd
+from ovpn.cli import (
+    ansible_cmd,
+    config_cmd,
+    demo_cmd,
+    fleet_cmd,
+    monitor_cmd,
+    route_cmd,
+    server_cmd,
+    stats_cmd,
+    user_cmd,
+)
 from ovpn.cli.context import Context
 from ovpn.errors import OvpnError
 
@@ -43,6 +53,7 @@ cli.add_command(fleet_cmd.doctor)
 cli.add_command(stats_cmd.stats)
 for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, fleet_cmd.backup, fleet_cmd.restore):
     server_cmd.server.add_command(command)
+server_cmd.server.add_command(monitor_cmd.monitor)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from ovpn.ops.agent_client import sync_policy
 from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on_host, remember_machine
 from ovpn.ops.app import App
 from ovpn.ops.host import (
+    BOT_TOKEN_FILE,
     RELEASE_MARKER,
     RELEASES_DIR,
     RUNTIME_DIR,
@@ -38,7 +39,7 @@ from ovpn.render.names import AGENT_CONTAINER, HAPROXY_METRICS_PORT, POOL_BACKEN
 KEEP_RELEASES = 5
 GATE_TIMEOUT_SECONDS = 90
 SETTLE_SECONDS = 4
-PERSISTENT_FILES = ("monitoring/secrets/telegram_bot_token",)
+PERSISTENT_FILES = (BOT_TOKEN_FILE,)
 
 Progress = Callable[[str], None]
 
@@ -202,8 +203,9 @@ def switch(host: Host, release: str) -> None:
 
 def start(host: Host, pull: str, monitoring: bool) -> None:
     """Recreate every service on the live release (Xray reads its config only at start); a running monitoring
-    stack is included so that `--remove-orphans` keeps it."""
-    args = ["up", "--detach", "--remove-orphans", "--force-recreate", f"--pull={pull}"]
+    stack is included so that `--remove-orphans` keeps it, with the bot at scale 0 while its token is empty."""
+    args = ["up", "--detach", "--remove-orphans", "--force-recreate", f"--pull={pull}",
+            *host.monitoring_up_args(monitoring=monitoring)]  # fmt: skip
     result = host.ssh.run(host.compose(args, monitoring=monitoring), sudo=True, timeout=600, check=False)
     if not result.ok:
         raise OvpnError(

@@ -18,6 +18,9 @@ RELEASE_MARKER = ".ovpn-release.json"
 MAIN_COMPOSE = "docker-compose.yml"
 MONITORING_COMPOSE = "docker-compose.monitoring.yml"
 PROJECT = "ovpn"
+BOT_SERVICE = "ovpn-telegram-bot"
+# Kept across deploys; the bot runs only when it is not empty.
+BOT_TOKEN_FILE = "monitoring/secrets/telegram_bot_token"  # noqa: S105 - a path, not a token
 
 
 def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> Ssh:
@@ -70,6 +73,17 @@ class Host:
         )  # fmt: skip
         return result.ok and bool(result.text.strip())
 
+    def bot_configured(self) -> bool:
+        """Whether the live release has a Telegram bot token (the bot runs only then)."""
+        return self.ssh.run(
+            ["test", "-s", f"{RUNTIME_DIR}/{BOT_TOKEN_FILE}"], sudo=True, check=False, timeout=30
+        ).ok
+
+    def monitoring_up_args(self, *, monitoring: bool) -> list[str]:
+        """Extra `docker compose up` arguments wherever the monitoring file is included: the bot at scale 0
+        while its token is empty (the one rule for monitor up, deploy, rollback and restore)."""
+        return bot_scale(self.bot_configured()) if monitoring else []
+
     def compose_services(self, *, monitoring: bool = False) -> list[dict[str, object]]:
         """`docker compose ps` as records (Compose prints a JSON array or one object per line by version)."""
         result = self.ssh.run(self.compose(["ps", "--all", "--format", "json"], monitoring=monitoring), sudo=True,
@@ -80,3 +94,7 @@ class Host:
         if text.startswith("["):
             return list(json.loads(text))
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def bot_scale(configured: bool) -> list[str]:
+    return [] if configured else ["--scale", f"{BOT_SERVICE}=0"]

@@ -1,0 +1,120 @@
+"""`ovpn server monitor up|down|status`: the optional monitoring stack on a deployed host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ovpn.cli.context import Context
+from ovpn.cli.fleet_cmd import _progress
+from ovpn.cli.output import emit_json, table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+def monitor() -> None:
+    """The monitoring stack (Prometheus, Alertmanager, Grafana, node exporter, cAdvisor, the Telegram bot)."""
+
+
+def _service_rows(services: list[Any]) -> list[tuple[str, str, str, str]]:
+    return [
+        (s.service, s.describe(), s.status, "" if s.expected else "not expected (no bot token)")
+        for s in services
+    ]
+
+
+@monitor.command("up")
+@click.argument("name")
+@click.option(
+    "--pull",
+    type=click.Choice(["missing", "never", "always"]),
+    default="missing",
+    show_default=True,
+    help="Image pull policy on the host.",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(10, 1800),
+    default=180,
+    show_default=True,
+    help="Seconds to wait for health.",
+)
+@click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key.")
+@json_option
+@click.pass_obj
+def up(ctx: Context, /, name: str, pull: str, timeout: int, accept_new_host_key: bool, as_json: bool) -> None:
+    """Start the monitoring stack next to the live release and wait until it is healthy."""
+    from ovpn.ops.monitor import up as do_up
+
+    result = do_up(ctx.app, name, pull, _progress(name, as_json), timeout, accept_new_host_key)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    for message in result.messages:
+        click.echo(message)
+    table(
+        ["Service", "State", "Status", "Note"], _service_rows(result.services), title=f"{name}: monitoring up"
+    )
+
+
+@monitor.command("down")
+@click.argument("name")
+@click.option(
+    "--purge-data", is_flag=True, help="Also remove the monitoring volumes (metrics, alerts, Grafana)."
+)
+@click.option("--yes", is_flag=True, help="Do not ask before --purge-data removes the volumes.")
+@json_option
+@click.pass_obj
+def down(ctx: Context, /, name: str, purge_data: bool, yes: bool, as_json: bool) -> None:
+    """Stop and remove the monitoring containers; xray, haproxy and the agent keep running, volumes are kept."""
+    from ovpn.errors import OvpnError
+    from ovpn.ops.monitor import VOLUMES
+    from ovpn.ops.monitor import down as do_down
+
+    if purge_data and not yes:
+        if as_json:
+            raise OvpnError("--purge-data with --json needs --yes", "add --yes to remove the volumes")
+        click.confirm(
+            f"remove {', '.join(VOLUMES)} on {name} (stored metrics and dashboards are lost)?", abort=True
+        )
+    removed = do_down(ctx.app, name, purge_data, _progress(name, as_json))
+    if as_json:
+        emit_json({"server": name, "removed_volumes": removed})
+        return
+    kept = "removed the volumes " + ", ".join(removed) if removed else "volumes kept"
+    click.echo(f"{name}: monitoring stopped and removed ({kept})")
+
+
+@monitor.command("status")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def status(ctx: Context, /, name: str, as_json: bool) -> None:
+    """Each monitoring service's state and Prometheus' own view; exit 1 when something is down."""
+    from ovpn.ops.monitor import BOT_NOT_CONFIGURED
+    from ovpn.ops.monitor import status as do_status
+
+    result = do_status(ctx.app, name)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        table(
+            ["Service", "State", "Status", "Note"],
+            _service_rows(result.services),
+            title=f"{name}: monitoring",
+        )
+        if not result.bot_configured:
+            click.echo(BOT_NOT_CONFIGURED)
+        view = result.prometheus
+        if view is not None:
+            click.echo(
+                f"prometheus: {view.count('up')} targets up, {view.count('down')} down, "
+                f"{view.count('unknown')} not scraped yet; alerts firing: {', '.join(view.firing) or 'none'}"
+            )
+        elif result.prometheus_error:
+            click.echo(f"prometheus: {result.prometheus_error}")
+        for problem in result.problems:
+            click.echo(f"DOWN {problem}")
+    click.get_current_context().exit(0 if result.ok else 1)

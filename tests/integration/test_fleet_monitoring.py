@@ -1,0 +1,180 @@
+"""`ovpn server monitor up|down|status` on real SSH + Docker hosts (the fleet lab), with the lab's locally built
+monitoring images: Debian's Prometheus, Alertmanager and node exporter, and stand-ins for Grafana and cAdvisor.
+
+Tests in this module run in order and share one operator state (its own data dir, its own `server init`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+from tests.conftest import tools_bin_dir
+from tests.fleetlab.hosts import FleetLab
+from tests.fleetlab.images import HAPROXY_IMAGE, MONITORING_IMAGES, RUNTIME_IMAGE, XRAY_VERSION
+from tests.integration.conftest import Operator
+from tests.support.topology import lab_geodata
+
+from ovpn.ops.monitor import BOT_NOT_CONFIGURED, VOLUMES
+
+pytestmark = pytest.mark.integration
+
+PROXY = "proxy-ru"
+FRESH = "vpn-de"  # never deployed by this module's operator
+MONITORING = ("prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor")
+RUNTIME = ("xray", "haproxy", "ovpn-agent")
+
+
+@pytest.fixture(scope="module")
+def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operator:
+    work = tmp_path_factory.mktemp("operator-monitoring")
+    geodata = lab_geodata()
+    (work / "geosite.dat").write_bytes(geodata.geosite)
+    (work / "geoip.dat").write_bytes(geodata.geoip)
+    env = {
+        **os.environ,
+        "PATH": f"{os.environ['PATH']}:{tools_bin_dir()}",
+        "OVPN_DATA_DIR": str(work / "state"),
+        "OVPN_PROXY_GEOSITE_PATH": str(work / "geosite.dat"),
+        "OVPN_PROXY_GEOIP_PATH": str(work / "geoip.dat"),
+    }
+    operator = Operator(fleet_lab, work / "state", env)
+    images = [f"--image={service}={ref}" for service, ref in MONITORING_IMAGES.items()]
+    common = ["--ssh-user", "ovpn", "--ssh-identity", str(fleet_lab.key), "--xray-version", XRAY_VERSION,
+              "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}", *images]  # fmt: skip
+    operator.ok("server", "add", "--name", PROXY, "--role", "proxy", "--proxy-preset", "ru",
+                "--host", fleet_lab.hosts[PROXY].address, "--domain", "proxy-ru.lab", *common)  # fmt: skip
+    operator.ok(
+        "server", "add", "--name", FRESH, "--role", "vpn", "--host", fleet_lab.hosts[FRESH].address, *common
+    )
+    operator.ok("user", "add", "--username", "alice")
+    return operator
+
+
+def containers(lab: FleetLab, host: str) -> dict[str, dict[str, str]]:
+    """service -> {id, state, health} of the host's ovpn containers, as the host's engine sees them."""
+    out = lab.exec(host, "docker", "ps", "--all", "--filter", "label=com.docker.compose.project=ovpn",
+                   "--format", "{{.ID}} {{.Label \"com.docker.compose.service\"}} {{.State}}")  # fmt: skip
+    found = {}
+    for line in out.splitlines():
+        container_id, service, state = line.split()
+        found[service] = {"id": container_id, "state": state}
+    return found
+
+
+def volumes(lab: FleetLab, host: str) -> set[str]:
+    return set(lab.exec(host, "docker", "volume", "ls", "--format", "{{.Name}}").split())
+
+
+def monitor_status(op: Operator) -> tuple[int, dict[str, Any]]:
+    result = op.run("server", "monitor", "status", PROXY, "--json")
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_monitor_up_on_a_never_deployed_host_is_refused_and_changes_nothing(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    # In a full session an earlier module may have deployed this host: hide its live release for this test only.
+    moved = fleet_lab.exec(FRESH, "sh", "-c", "test -L /opt/ovpn && mv -T /opt/ovpn /opt/ovpn.hidden-by-test && echo moved",
+                           check=False).strip() == "moved"  # fmt: skip
+    try:
+        before = (containers(fleet_lab, FRESH), volumes(fleet_lab, FRESH))
+        result = op.run("server", "monitor", "up", FRESH, "--pull", "never", "--accept-new-host-key")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"error: {FRESH} has no live release" in result.stderr
+        assert f"hint: ovpn server init {FRESH}" in result.stderr
+        assert (containers(fleet_lab, FRESH), volumes(fleet_lab, FRESH)) == before
+        assert (
+            fleet_lab.exec(FRESH, "sh", "-c", "test -e /opt/ovpn || echo absent", check=False).strip()
+            == "absent"
+        )
+    finally:
+        if moved:
+            fleet_lab.exec(FRESH, "mv", "-T", "/opt/ovpn.hidden-by-test", "/opt/ovpn")
+
+
+def test_monitor_up_starts_the_stack_with_the_bot_at_zero(op: Operator, fleet_lab: FleetLab) -> None:
+    op.ok("server", "init", PROXY, "--accept-new-host-key", "--pull", "never")
+    runtime_before = {s: c["id"] for s, c in containers(fleet_lab, PROXY).items() if s in RUNTIME}
+    assert set(runtime_before) == set(RUNTIME)
+    started = time.monotonic()
+    result = op.run("server", "monitor", "up", PROXY, "--pull", "never", "--json")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["bot_configured"] is False and doc["messages"] == [BOT_NOT_CONFIGURED]
+    found = containers(fleet_lab, PROXY)
+    assert {s: found[s]["state"] for s in MONITORING} == dict.fromkeys(MONITORING, "running")
+    assert "ovpn-telegram-bot" not in found, "the bot runs only with a token"
+    # The runtime was not touched.
+    assert {s: found[s]["id"] for s in RUNTIME} == runtime_before
+    print(f"\nmonitor up (with the health wait): {elapsed:.1f}s")
+    # Again, as text: nothing changes, the health wait's progress and the bot's state are printed.
+    again = op.run("server", "monitor", "up", PROXY, "--pull", "never")
+    assert again.returncode == 0, again.stderr
+    assert BOT_NOT_CONFIGURED in again.stdout
+    assert f"[{PROXY}] prometheus: running (healthy)" in again.stderr
+    assert {s: c["id"] for s, c in containers(fleet_lab, PROXY).items()} == {
+        s: c["id"] for s, c in found.items()
+    }
+
+
+def test_monitor_status_shows_the_services_and_prometheus_targets(op: Operator) -> None:
+    # Prometheus scrapes every 30 s: wait (bounded) for its first full round.
+    deadline = time.monotonic() + 120
+    started = time.monotonic()
+    while True:
+        code, doc = monitor_status(op)
+        targets = {t["job"]: t["health"] for t in (doc["prometheus"] or {}).get("targets", [])}
+        if (code == 0 and targets.get("haproxy") == "up") or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert code == 0, json.dumps(doc, indent=2)
+    print(f"\nall Prometheus targets up after {time.monotonic() - started:.1f}s")
+    services = {s["service"]: s for s in doc["services"]}
+    assert all(services[s]["state"] == "running" and services[s]["ok"] for s in MONITORING)
+    assert services["prometheus"]["health"] == "healthy"
+    assert services["ovpn-telegram-bot"]["expected"] is False
+    assert targets["haproxy"] == "up", targets
+    for job in ("prometheus", "alertmanager", "node-exporter", "cadvisor", "ovpn-agent"):
+        assert targets[job] == "up", targets
+    assert targets["ovpn-telegram-bot"] == "down"  # not configured: excused, exit code 0
+    assert doc["prometheus"]["targets_up"] == len(targets) - 1
+    assert isinstance(doc["prometheus"]["alerts_firing"], list)
+
+
+def test_a_deploy_keeps_monitoring_running_and_the_bot_at_zero(op: Operator, fleet_lab: FleetLab) -> None:
+    op.ok("deploy", PROXY, "--force", "--pull", "never")
+    found = containers(fleet_lab, PROXY)
+    assert {s: found[s]["state"] for s in (*MONITORING, *RUNTIME)} == dict.fromkeys(
+        (*MONITORING, *RUNTIME), "running"
+    )
+    assert "ovpn-telegram-bot" not in found
+    result = op.run("server", "monitor", "status", PROXY)
+    assert BOT_NOT_CONFIGURED in result.stdout
+
+
+def test_monitor_down_removes_only_monitoring_and_keeps_the_data(op: Operator, fleet_lab: FleetLab) -> None:
+    runtime_before = {s: c["id"] for s, c in containers(fleet_lab, PROXY).items() if s in RUNTIME}
+    assert "volumes kept" in op.ok("server", "monitor", "down", PROXY)
+    found = containers(fleet_lab, PROXY)
+    assert set(found) == set(RUNTIME)
+    assert {s: (c["id"], c["state"]) for s, c in found.items()} == {
+        s: (i, "running") for s, i in runtime_before.items()
+    }
+    assert set(VOLUMES) <= volumes(fleet_lab, PROXY)
+    code, doc = monitor_status(op)
+    assert code == 1 and "prometheus: missing" in doc["problems"]
+    # A deploy now leaves monitoring off.
+    op.ok("deploy", PROXY, "--force", "--pull", "never")
+    assert set(containers(fleet_lab, PROXY)) == set(RUNTIME)
+    # --purge-data removes the volumes (after --yes).
+    refused = op.run("server", "monitor", "down", PROXY, "--purge-data", "--json")
+    assert refused.returncode == 1 and "needs --yes" in refused.stderr
+    purged = json.loads(op.ok("server", "monitor", "down", PROXY, "--purge-data", "--yes", "--json"))
+    assert sorted(purged["removed_volumes"]) == sorted(VOLUMES)
+    assert not set(VOLUMES) & volumes(fleet_lab, PROXY)
