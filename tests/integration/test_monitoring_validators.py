@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.topology import BACKEND_1, PROXY, PROXY_EMPTY, SOLO, request
 
 from ovpn.render.bundle import Bundle
 from ovpn.render.images import resolve_images
 from ovpn.render.monitoring import MonitoringSpec, render_monitoring
 from ovpn.render.monitoring.grafana import panel_exprs
 from ovpn.render.monitoring.spec import MONITORING_SERVICES
+from ovpn.render.server_bundle import render_server_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +211,46 @@ def test_docker_compose_image_overrides_from_env(tmp_path: Path) -> None:
     config = compose_config(root, "vpn", {"CADVISOR_IMAGE": "mirror.example/cadvisor:0.56.2"})
     assert config["services"]["cadvisor"]["image"] == "mirror.example/cadvisor:0.56.2"
     assert config["services"]["prometheus"]["image"] == IMAGES["prometheus"]
+
+
+# ------------------------------------------------------------------- every variant the deploy renders
+
+# The bundles `render_server_bundle` makes for the golden topology (the same cases as test_validate_bundles.py,
+# which runs `promtool check config --syntax-only`, `check rules` and amtool through `config validate`).
+VARIANTS = {
+    "vpn-solo": SOLO,
+    "backend-vpn-nl": BACKEND_1,
+    "proxy-ru": PROXY,
+    "proxy-no-backends": PROXY_EMPTY,
+}
+
+
+@pytest.mark.parametrize("case", VARIANTS)
+def test_every_rendered_variant_passes_the_full_checks_and_the_rule_unit_tests(
+    case: str, tmp_path: Path
+) -> None:
+    """Per variant (vpn, backend, proxy with and without backends): the full `promtool check config` with the
+    rules it loads, `check rules`, `amtool check-config`, and every hand-written `promtool test rules` file of
+    the host's role, with the host name the file was written for replaced by this host's."""
+    promtool, amtool = need("promtool"), need("amtool")
+    server = VARIANTS[case]
+    bundle = render_server_bundle(request(server))
+    root = write({p: f for p, f in bundle.items() if p.startswith("monitoring/")}, tmp_path / "opt-ovpn")
+    prometheus = root / "monitoring/prometheus"
+    config = yaml.safe_load((prometheus / "prometheus.yml").read_text())
+    config["rule_files"] = [str(prometheus / "rules/*.yml")]
+    (prometheus / "prometheus.check.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert (
+        "1 rule files found" in run(promtool, "check", "config", prometheus / "prometheus.check.yml").stdout
+    )
+    assert "SUCCESS" in run(promtool, "check", "rules", root / RULES).stdout
+    assert "SUCCESS" in run(amtool, "check-config", root / "monitoring/alertmanager/alertmanager.yml").stdout
+    tests = [name for name, (_, role) in PROMTOOL_UNIT_TESTS.items() if role == "vpn" or server.is_proxy]
+    assert tests
+    shutil.copy(root / RULES, tmp_path / "ovpn-alerts.yml")
+    for name in tests:
+        written_for, _ = PROMTOOL_UNIT_TESTS[name]
+        text = (PROMTOOL_TESTS / name).read_text()
+        assert written_for in text
+        (tmp_path / name).write_text(text.replace(written_for, server.name))
+        assert "SUCCESS" in run(promtool, "test", "rules", name, cwd=tmp_path).stdout
