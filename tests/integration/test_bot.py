@@ -226,6 +226,10 @@ def _state(engine: Any, name: str) -> dict[str, Any]:
     return dict(json.loads(engine.docker("inspect", "--format", "{{json .State}}", name)))
 
 
+def _health(engine: Any, name: str) -> str | None:
+    return (_state(engine, name).get("Health") or {}).get("Status")
+
+
 def _run_container(engine: Any, image: str, name: str, health: str, script: str) -> None:
     engine.docker("rm", "-f", name, check=False)
     engine.docker(
@@ -275,8 +279,7 @@ def proxy_bot(
         _run_container(lab_engine, RUNTIME_IMAGE, BAD_CONTAINER, "test -f /tmp/ok",
                        "if [ -e /tmp/started ]; then rm -f /tmp/ok; else touch /tmp/started /tmp/ok; fi;")  # fmt: skip
         for name in (OK_CONTAINER, BAD_CONTAINER):
-            wait_until(lambda n=name: (_state(lab_engine, n).get("Health") or {}).get("Status") == "healthy",
-                       30, f"{name} healthy")  # fmt: skip
+            wait_until(lambda: _health(lab_engine, name) == "healthy", 30, f"{name} healthy")  # noqa: B023
         tmp = tmp_path_factory.mktemp("proxy-bot")
         bot = start_bot(
             tmp, "proxy", f"xray={OK_CONTAINER},haproxy={BAD_CONTAINER}", lab_engine.socket, agent_url

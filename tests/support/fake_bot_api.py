@@ -54,6 +54,7 @@ class FakeBotApi:
         self._updates: list[dict[str, Any]] = []
         self._calls: list[Call] = []
         self._down = False
+        self._stopped = False
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -70,6 +71,10 @@ class FakeBotApi:
         return self
 
     def stop(self) -> None:
+        """Stop serving (a second call does nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
         with self._cond:
             self._down = True
             self._cond.notify_all()

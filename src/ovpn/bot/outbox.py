@@ -9,7 +9,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
-from telegram.error import NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
 from ovpn.agent.metrics import Registry
 
@@ -56,6 +56,12 @@ class Outbox:
     def _count(self, name: str) -> None:
         self._metrics.counter(name, "")
 
+    def _refused(self, chat_id: int, error: TelegramError) -> None:
+        self._queue.popleft()
+        self._count("ovpn_bot_messages_failed_total")
+        self._count("ovpn_bot_messages_dropped_total")
+        log.error("Telegram refused a notification for chat %d: %s", chat_id, error.message)
+
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
@@ -71,6 +77,8 @@ class Outbox:
             chat_id, text = self._queue[0]
             try:
                 await self._send(chat_id, text)
+            except BadRequest as e:  # a NetworkError in PTB, but retrying it cannot help
+                self._refused(chat_id, e)
             except (NetworkError, RetryAfter) as e:
                 self._count("ovpn_bot_messages_failed_total")
                 backoff = min(MAX_BACKOFF_SECONDS, backoff * 2 or 1.0)
@@ -80,10 +88,7 @@ class Outbox:
                             type(e).__name__, len(self._queue), backoff)  # fmt: skip
                 await self._pause(backoff)
             except TelegramError as e:
-                self._queue.popleft()
-                self._count("ovpn_bot_messages_failed_total")
-                self._count("ovpn_bot_messages_dropped_total")
-                log.error("Telegram refused a notification for chat %d: %s", chat_id, e.message)
+                self._refused(chat_id, e)
             else:
                 if self._queue and self._queue[0] == (chat_id, text):
                     self._queue.popleft()

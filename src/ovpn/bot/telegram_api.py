@@ -133,7 +133,7 @@ class RecordingRequest(HTTPXRequest):
         return code, payload
 
 
-class TestMessageError(Exception):
+class SendTestError(Exception):
     """Sending the test message failed; the text never contains the token."""
 
 
@@ -144,12 +144,12 @@ def send_test_message(token: str, chat_id: int, text: str, base_url: str | None 
         with httpx.Client(timeout=15) as client:
             response = client.post(url, json={"chat_id": chat_id, "text": text})
     except httpx.HTTPError as e:
-        raise TestMessageError(scrub(f"cannot reach the Bot API: {type(e).__name__}: {e}", token)) from None
+        raise SendTestError(scrub(f"cannot reach the Bot API: {type(e).__name__}: {e}", token)) from None
     try:
         document = response.json()
     except ValueError:
         document = {}
     if response.status_code != 200 or not document.get("ok"):
         description = document.get("description") or f"HTTP {response.status_code}"
-        raise TestMessageError(scrub(f"the Bot API refused the message: {description}", token))
+        raise SendTestError(scrub(f"the Bot API refused the message: {description}", token))
     return int(document["result"]["message_id"])
