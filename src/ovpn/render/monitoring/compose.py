@@ -193,8 +193,6 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
             "OVPN_TELEGRAM_OWNER_USER_ID": "${OVPN_TELEGRAM_OWNER_USER_ID:-}",
             "OVPN_TELEGRAM_API_BASE_URL": "${OVPN_TELEGRAM_API_BASE_URL:-}",
             "OVPN_TELEGRAM_API_FALLBACK_IPS": "${OVPN_TELEGRAM_API_FALLBACK_IPS:-149.154.167.220}",
-            # Empty: the official Bot API. A host that must reach it through a relay sets it in `.env`.
-            "OVPN_TELEGRAM_API_BASE_URL": "${OVPN_TELEGRAM_API_BASE_URL:-}",
             "OVPN_TELEGRAM_DOCKER_SOCKET": DOCKER_SOCKET,
         },
         ports=[f"{BOT_HOST_BINDING}:{BOT_PORT}"],
