@@ -81,7 +81,8 @@ class Host:
 
     def monitoring_up_args(self, *, monitoring: bool) -> list[str]:
         """Extra `docker compose up` arguments wherever the monitoring file is included: the bot at scale 0
-        while its token is empty (the one rule for monitor up, deploy, rollback and restore)."""
+        while its token is empty (deploy, rollback and restore; `monitor up` names its services and leaves the
+        bot out instead)."""
         return bot_scale(self.bot_configured()) if monitoring else []
 
     def compose_services(self, *, monitoring: bool = False) -> list[dict[str, object]]:
