@@ -178,3 +178,27 @@ def test_monitor_down_removes_only_monitoring_and_keeps_the_data(op: Operator, f
     purged = json.loads(op.ok("server", "monitor", "down", PROXY, "--purge-data", "--yes", "--json"))
     assert sorted(purged["removed_volumes"]) == sorted(VOLUMES)
     assert not set(VOLUMES) & volumes(fleet_lab, PROXY)
+
+
+def test_a_service_that_dies_fails_monitor_up_with_its_name_and_logs(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    # Alertmanager's binary as the node exporter: it starts, rejects the rendered node-exporter flags and exits.
+    op.ok("server", "set", PROXY, "--image", f"node-exporter={MONITORING_IMAGES['alertmanager']}")
+    op.ok("deploy", PROXY, "--pull", "never")
+    try:
+        started = time.monotonic()
+        result = op.run("server", "monitor", "up", PROXY, "--pull", "never", "--timeout", "120")
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "error: monitoring on proxy-ru: node-exporter failed (" in result.stderr
+        assert "last log lines of node-exporter:" in result.stderr
+        assert "path.procfs" in result.stderr  # Alertmanager's complaint about the flag, from the logs
+        assert elapsed < 100, "a dead service must fail the wait at once, not at the timeout"
+        print(f"\nmonitor up failed on the dead service after {elapsed:.1f}s")
+    finally:
+        op.ok("server", "monitor", "down", PROXY)
+        op.ok("server", "set", PROXY, "--image", f"node-exporter={MONITORING_IMAGES['node-exporter']}")
+        op.ok("deploy", PROXY, "--pull", "never")
+    found = containers(fleet_lab, PROXY)
+    assert {s: c["state"] for s, c in found.items()} == dict.fromkeys(RUNTIME, "running")
