@@ -208,6 +208,17 @@ def test_prometheus_scrape_jobs(vpn: Bundle, proxy: Bundle) -> None:
     assert jobs(proxy) == {**expected, "haproxy": ("haproxy:8404", "/metrics")}
 
 
+def test_a_server_without_a_bot_neither_scrapes_nor_alerts_on_it() -> None:
+    bundle = render_monitoring(MonitoringSpec("vpn-nl", "vpn", IMAGES, bot_enabled=False))
+    jobs = {job["job_name"] for job in load(bundle, "monitoring/prometheus/prometheus.yml")["scrape_configs"]}
+    assert "ovpn-telegram-bot" not in jobs and "ovpn-agent" in jobs
+    names = set(alerts(bundle))
+    assert not {n for n in names if "Telegram" in n} and "OvpnAgentDown" in names
+    assert {n for n in alerts(render_monitoring(spec("vpn"))) if "Telegram" in n} == {
+        "OvpnTelegramBotDown", "OvpnTelegramApiUnreachable",
+    }  # fmt: skip
+
+
 def test_prometheus_globals(proxy: Bundle) -> None:
     config = load(proxy, "monitoring/prometheus/prometheus.yml")
     assert config["global"]["external_labels"] == {"server": "proxy-ru", "role": "proxy"}

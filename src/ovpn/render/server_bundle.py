@@ -144,5 +144,9 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
     bundle.update(_agent_build(request))
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets, request.telegram).encode(), 0o600)
-    bundle.update(render_monitoring(MonitoringSpec(server_name=server.name, role=server.role, images=images)))
+    bundle.update(
+        render_monitoring(
+            MonitoringSpec(server.name, server.role, images, bot_enabled=request.telegram is not None)
+        )
+    )
     return dict(sorted(bundle.items()))

@@ -464,8 +464,9 @@ def alert_groups(spec: MonitoringSpec) -> list[AlertGroup]:
         containers_group(server),
         agent_group(server),
         certificate_group(server),
-        bot_group(server),
     ]
+    if spec.bot_enabled:
+        groups.append(bot_group(server))
     if spec.is_proxy:
         groups += [haproxy_pool_group(server), haproxy_container_group(server)]
     return groups

@@ -45,8 +45,9 @@ def scrape_jobs(spec: MonitoringSpec) -> list[dict[str, Any]]:
         _job(JOB_NODE_EXPORTER, f"node-exporter:{NODE_EXPORTER_PORT}"),
         _job(JOB_CADVISOR, f"cadvisor:{CADVISOR_PORT}"),
         _job(JOB_AGENT, f"ovpn-agent:{AGENT_PORT}", metrics_path="/metrics"),
-        _job(JOB_BOT, f"ovpn-telegram-bot:{BOT_PORT}", metrics_path="/metrics"),
     ]
+    if spec.bot_enabled:
+        jobs.append(_job(JOB_BOT, f"ovpn-telegram-bot:{BOT_PORT}", metrics_path="/metrics"))
     if spec.is_proxy:
         jobs.append(
             _job(

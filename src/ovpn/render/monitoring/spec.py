@@ -65,6 +65,9 @@ class MonitoringSpec:
     server_name: str
     role: Literal["vpn", "proxy"]
     images: Mapping[str, str]
+    # Whether the server's Telegram bot is set up (`server monitor telegram-setup`): without it the bot never
+    # runs, so it is neither scraped nor alerted on.
+    bot_enabled: bool = True
 
     @property
     def is_proxy(self) -> bool:
