@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import tool_path
-from tests.support.xray_loopback import LOOPBACK, LabUser, XrayLoopback, free_port, wait_for, xray_loopback
+from tests.support.waiting import LOOPBACK, free_port, wait_for
+from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
 from ovpn.agent.collector import MARKER_EMAIL
 from ovpn.agent.main import Agent, AgentServer, serve

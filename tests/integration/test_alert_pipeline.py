@@ -13,6 +13,7 @@ exporters here (Prometheus, Alertmanager, HAProxy 2.6 and 3.x, node-exporter, ov
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import shutil
@@ -33,11 +34,9 @@ from hypothesis import strategies as st
 from tests.conftest import missing_tool, tool_path
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.monitoring_stack import (
-    LOOPBACK,
     Proc,
     Procs,
     WebhookReceiver,
-    free_port,
     http_get,
     http_json,
     http_ok,
@@ -45,16 +44,16 @@ from tests.support.monitoring_stack import (
     loopback_haproxy_config,
     loopback_prometheus_config,
     loopback_rules,
-    port_open,
     refusing_ports,
     sample_names,
-    wait_for,
 )
 from tests.support.promql import grafana_variable_metric_names, metric_names
 from tests.support.promql_strategies import expression
 from tests.support.topology import PROXY, SOLO, request
+from tests.support.waiting import LOOPBACK, free_port, port_open, wait_for
 from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
+from ovpn.core.model import TelegramSettings
 from ovpn.render.monitoring.grafana import panel_exprs
 from ovpn.render.monitoring.render import ALERT_RULES, ALERTMANAGER_CONFIG, DASHBOARD_DIR, PROMETHEUS_CONFIG
 from ovpn.render.monitoring.spec import (
@@ -67,7 +66,7 @@ from ovpn.render.monitoring.spec import (
     JOB_PROMETHEUS,
 )
 from ovpn.render.names import POOL_BACKEND
-from ovpn.render.server_bundle import render_server_bundle
+from ovpn.render.server_bundle import RenderRequest, render_server_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +89,11 @@ ALLOWED_WITHOUT_CAPTURE: dict[str, str] = {
     "ovpn_agent_cert_expiry_timestamp_seconds": "ovpn-agent has no certificate check yet (see "
     "tests/unit/test_agent_accounting.py); the certificate alerts and panel wait for it",
 }
+
+
+def with_bot(req: RenderRequest) -> RenderRequest:
+    """The server as `server monitor telegram-setup` leaves it: its bot is scraped and alerted on."""
+    return dataclasses.replace(req, telegram=TelegramSettings(OWNER))
 
 
 def need(tool: str) -> str:
@@ -237,7 +241,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     alertmanager, node_exporter = need("prometheus-alertmanager"), need("prometheus-node-exporter")
     xray = tool_path("xray")
     work = tmp_path_factory.mktemp("alert-pipeline")
-    bundle = render_server_bundle(request(PROXY))
+    bundle = render_server_bundle(with_bot(request(PROXY)))
     procs = Procs(work)
     bot_api = FakeBotApi(BOT_TOKEN).start()
     ports = {name: free_port() for name in ("relay", "haproxy", "prometheus", "alertmanager",
@@ -504,7 +508,7 @@ def test_dashboards_and_rules_read_metrics_the_real_exporters_export(stack: Stac
     haproxy_both = captured["haproxy-2.6"] & captured["haproxy-3"]
     used: dict[str, set[str]] = {}
     for server in (PROXY, SOLO):
-        for name, places in _referenced(render_server_bundle(request(server))).items():
+        for name, places in _referenced(render_server_bundle(with_bot(request(server)))).items():
             used.setdefault(name, set()).update(places)
     assert len(used) > 50, sorted(used)
 

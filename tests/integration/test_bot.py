@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 from tests.conftest import tool_path
 from tests.support.fake_bot_api import Call, FakeBotApi
+from tests.support.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,24 +28,6 @@ NOTIFY = (-100777, 5151)
 OK_CONTAINER = "ovpn-fleetlab-bot-ok"
 BAD_CONTAINER = "ovpn-fleetlab-bot-bad"
 AGENT_TOKEN = "agent-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def http(url: str, body: object | None = None) -> tuple[int, bytes]:
@@ -158,7 +139,11 @@ def test_stranger_gets_no_answer(vpn: BotProcess) -> None:
     vpn.fake.inject_message(OWNER, "/start")
     # Updates are handled in order: once the owner's menu is out, the stranger's updates were handled.
     vpn.fake.sent_to(OWNER, "choose a screen")
-    wait_until(lambda: vpn.metric("ovpn_bot_ignored_updates_total") >= ignored + 2, 10, "the ignored count")
+    wait_for(
+        lambda: vpn.metric("ovpn_bot_ignored_updates_total") >= ignored + 2,
+        timeout=10,
+        what="the ignored count",
+    )
     to_stranger = [c for c in vpn.fake.calls() if c.params.get("chat_id") == STRANGER]
     assert to_stranger == [], to_stranger
     assert vpn.fake.calls("answerCallbackQuery") == []
@@ -204,16 +189,18 @@ def test_alertmanager_webhook_reaches_owner_and_notify_chats(vpn: BotProcess) ->
 def test_health_degraded_while_telegram_unreachable_and_alerts_wait(vpn: BotProcess) -> None:
     assert vpn.health()["status"] == "ok"
     vpn.fake.set_down(True)
-    health = wait_until(lambda: (h := vpn.health()).get("status") == "degraded" and h, 20, "degraded health")
+    health = wait_for(
+        lambda: (h := vpn.health()).get("status") == "degraded" and h, timeout=20, what="degraded health"
+    )
     assert health["telegram"] == "unreachable"
     status, _ = http(f"{vpn.url}/alertmanager", _firing_and_resolved())
     assert status == 200
-    wait_until(lambda: vpn.metric("ovpn_bot_messages_failed_total") > 0, 20, "a failed delivery")
+    wait_for(lambda: vpn.metric("ovpn_bot_messages_failed_total") > 0, timeout=20, what="a failed delivery")
     assert vpn.process.poll() is None
     assert vpn.metric("ovpn_bot_telegram_reachable") == 0
     assert vpn.fake.calls("sendMessage") == []
     vpn.fake.set_down(False)
-    wait_until(lambda: vpn.health().get("status") == "ok", 30, "ok health again")
+    wait_for(lambda: vpn.health().get("status") == "ok", timeout=30, what="ok health again")
     for chat in (OWNER, *NOTIFY):
         vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown", timeout=30)
     assert vpn.metric("ovpn_bot_telegram_reachable") == 1
@@ -251,7 +238,7 @@ def agent_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         agent = subprocess.Popen(argv, env=env, stdout=sink, stderr=sink)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http(f"{url}/health")[0] == 200, 30, "the agent")
+        wait_for(lambda: http(f"{url}/health")[0] == 200, timeout=30, what="the agent")
         users = {"users": [{"email": "alice@ovpn", "uuid": str(uuid.uuid4()), "enabled": True,
                             "expiry": None, "quota_bytes": 10 * 2**30}]}  # fmt: skip
         request = urllib.request.Request(f"{url}/users/sync", data=json.dumps(users).encode(), method="POST",
@@ -279,7 +266,7 @@ def proxy_bot(
         _run_container(lab_engine, RUNTIME_IMAGE, BAD_CONTAINER, "test -f /tmp/ok",
                        "if [ -e /tmp/started ]; then rm -f /tmp/ok; else touch /tmp/started /tmp/ok; fi;")  # fmt: skip
         for name in (OK_CONTAINER, BAD_CONTAINER):
-            wait_until(lambda: _health(lab_engine, name) == "healthy", 30, f"{name} healthy")  # noqa: B023
+            wait_for(lambda: _health(lab_engine, name) == "healthy", timeout=30, what=f"{name} healthy")  # noqa: B023
         tmp = tmp_path_factory.mktemp("proxy-bot")
         bot = start_bot(
             tmp, "proxy", f"xray={OK_CONTAINER},haproxy={BAD_CONTAINER}", lab_engine.socket, agent_url

@@ -20,47 +20,20 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from ovpn.render.names import HAPROXY_METRICS_PORT, RELAY_PORT
-
-LOOPBACK = "127.0.0.1"
+from tests.support.waiting import LOOPBACK
 
 # The rendered `for:` durations are divided by this, with the scrape and evaluation interval (30 s -> 1 s).
 TIME_SCALE = 30
 LOOPBACK_INTERVAL = "1s"
 # Alertmanager's group_wait and group_interval on loopback (rendered: 10 s-30 s and 2-5 min).
 LOOPBACK_GROUP_TIMING = "1s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def http_get(url: str, timeout: float = 5) -> str:

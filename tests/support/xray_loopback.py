@@ -17,7 +17,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -30,36 +30,11 @@ from cryptography.x509.oid import NameOID
 
 from ovpn.core.links import reality_client_settings, vless_outbound
 from ovpn.core.reality import generate_key_pair, generate_short_id
+from tests.support.waiting import LOOPBACK, free_port, port_open, wait_for
 
-LOOPBACK = "127.0.0.1"
 SERVER_NAME = "target.loopback.test"
 INBOUND_TAG = "vless-reality"
 CHUNK = b"x" * 65536
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # ---------------------------------------------------------------------------------------------- TLS target
