@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import missing_tool, tool_path
+from tests.conftest import missing_tool, tool_path, tools_bin_dir
+
+from ovpn.render.server_bundle import Geodata
 
 
 @dataclass
@@ -37,6 +39,31 @@ class Operator:
         result = self.run(*argv, timeout=timeout)
         assert result.returncode == 0, f"ovpn {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
+
+
+def lab_operator(lab: object, work: Path, geodata: Geodata | None = None, **extra_env: str) -> Operator:
+    """An operator with its own data dir under `work`; with `geodata`, proxies read their preset's geodata from
+    files there (the lab has no route to the real feeds)."""
+    env = {**os.environ, "PATH": f"{os.environ['PATH']}:{tools_bin_dir()}", "OVPN_DATA_DIR": str(work / "state"),
+           **extra_env}  # fmt: skip
+    if geodata is not None:
+        (work / "geosite.dat").write_bytes(geodata.geosite)
+        (work / "geoip.dat").write_bytes(geodata.geoip)
+        env["OVPN_PROXY_GEOSITE_PATH"] = str(work / "geosite.dat")
+        env["OVPN_PROXY_GEOIP_PATH"] = str(work / "geoip.dat")
+    return Operator(lab, work / "state", env)
+
+
+def lab_server_options(lab: object) -> list[str]:
+    """`server add` options every lab server shares: SSH as the lab's sudo user, the Xray the lab built, and the
+    lab's local images (nothing is ever pulled)."""
+    from tests.fleetlab.hosts import FleetLab
+    from tests.fleetlab.images import HAPROXY_IMAGE, MONITORING_IMAGES, RUNTIME_IMAGE, XRAY_VERSION
+
+    assert isinstance(lab, FleetLab)
+    return ["--ssh-user", "ovpn", "--ssh-identity", str(lab.key), "--xray-version", XRAY_VERSION,
+            "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}",
+            *[f"--image={service}={ref}" for service, ref in MONITORING_IMAGES.items()]]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +96,9 @@ def fleet_lab(lab_engine: object, tmp_path_factory: pytest.TempPathFactory) -> I
     lab = None
     try:
         images = ensure_images(lab_engine, tool_path("xray"))
-        lab = start_lab(lab_engine, ["proxy-ru", "vpn-nl", "vpn-de"], tmp_path_factory.mktemp("fleetlab"), images)
+        lab = start_lab(
+            lab_engine, ["proxy-ru", "vpn-nl", "vpn-de"], tmp_path_factory.mktemp("fleetlab"), images
+        )
         yield lab
     finally:
         if lab is not None:

@@ -7,49 +7,42 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
-from tests.conftest import tool_path, tools_bin_dir
+from tests.conftest import tool_path
 from tests.fleetlab.client import vpn_client
 from tests.fleetlab.geodata import fleet_geodata
 from tests.fleetlab.hosts import INTERNET, REALITY_SERVER_NAME, REALITY_TARGET, FleetLab
-from tests.fleetlab.images import HAPROXY_IMAGE, RUNTIME_IMAGE, XRAY_VERSION
-from tests.integration.conftest import Operator
+from tests.fleetlab.images import MONITORING_IMAGES, RUNTIME_IMAGE
+from tests.integration.conftest import Operator, lab_operator, lab_server_options
+from tests.support.fake_bot_api import read_calls
 from tests.support.topology import XRAY_KEY_PAIRS
 
 from ovpn.state.db import DB_FILE
 
 pytestmark = pytest.mark.integration
 
+CONTROLLER = "10.214.1.2"
+BOT_API_PORT = 8081
+
 
 @pytest.fixture(scope="module")
 def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operator:
-    work = tmp_path_factory.mktemp("operator")
-    geodata = fleet_geodata()
-    (work / "geosite.dat").write_bytes(geodata.geosite)
-    (work / "geoip.dat").write_bytes(geodata.geoip)
-    env = {
-        **os.environ,
-        "PATH": f"{os.environ['PATH']}:{tools_bin_dir()}",
-        "OVPN_DATA_DIR": str(work / "state"),
-        "OVPN_PROXY_GEOSITE_PATH": str(work / "geosite.dat"),
-        "OVPN_PROXY_GEOIP_PATH": str(work / "geoip.dat"),
-        # These tests are about deploy itself: user changes wait for the next deploy instead of applying live
-        # (tests/integration/test_fleet_users_live.py covers that).
-        "OVPN_APPLY_USER_CHANGES": "no",
-    }
-    operator = Operator(fleet_lab, work / "state", env)
-    common = ["--ssh-user", "ovpn", "--ssh-identity", str(fleet_lab.key), "--xray-version", XRAY_VERSION,
-              "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}",
-              "--reality-server-name", REALITY_SERVER_NAME, "--reality-target", REALITY_TARGET]  # fmt: skip
+    # These tests are about deploy itself: user changes wait for the next deploy instead of applying live
+    # (tests/integration/test_fleet_users_live.py covers that).
+    operator = lab_operator(fleet_lab, tmp_path_factory.mktemp("operator"), fleet_geodata(),
+                            OVPN_APPLY_USER_CHANGES="no")  # fmt: skip
+    common = [*lab_server_options(fleet_lab), "--reality-server-name", REALITY_SERVER_NAME,
+              "--reality-target", REALITY_TARGET]  # fmt: skip
     hosts = fleet_lab.hosts
     operator.ok("server", "add", "--name", "proxy-ru", "--role", "proxy", "--proxy-preset", "ru",
                 "--host", hosts["proxy-ru"].address, "--domain", "proxy-ru.lab", *common)  # fmt: skip
@@ -73,6 +66,10 @@ def services(op: Operator, name: str) -> dict[str, str]:
 
 def live_revision(lab: FleetLab, host: str) -> str:
     return json.loads(lab.exec(host, "cat", "/opt/ovpn/.ovpn-release.json"))["revision"]  # type: ignore[no-any-return]
+
+
+def running_image(lab: FleetLab, host: str, container: str) -> str:
+    return lab.exec(host, "docker", "inspect", "-f", "{{.Config.Image}}", container).strip()
 
 
 def revisions(op: Operator, name: str) -> list[tuple[str, str]]:
@@ -177,6 +174,65 @@ def test_client_traffic_leaves_by_destination_and_haproxy_logs_follow(
         follow.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def bot_api_in_controller(lab: FleetLab, workdir: Path, token: str) -> Iterator[Path]:
+    """The Bot API stand-in as a process in the controller's namespace, where the hosts reach it; yields the file
+    it records every call in."""
+    record, ready = workdir / "bot-api-calls.jsonl", workdir / "bot-api-ready"
+    process = subprocess.Popen(
+        ["nsenter", f"--net=/proc/{lab.controller_pid}/ns/net", "--", sys.executable, "-m",
+         "tests.support.fake_bot_api", "--token", token, "--listen", f"{CONTROLLER}:{BOT_API_PORT}",
+         "--record", str(record), "--ready", str(ready)],
+        cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the Bot API stand-in did not start"
+            )
+            time.sleep(0.1)
+        yield record
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_monitoring_and_the_telegram_bot_on_the_proxy(
+    op: Operator, fleet_lab: FleetLab, tmp_path: Path
+) -> None:
+    out = op.ok("server", "monitor", "up", "proxy-ru", "--pull", "never")
+    assert "ovpn-telegram-bot: not configured" in out
+    status = json.loads(op.ok("server", "monitor", "status", "proxy-ru", "--json"))
+    assert status["ok"], status
+    token = "7000001:" + "Q" * 35
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    with bot_api_in_controller(fleet_lab, tmp_path, token) as record:
+        result = op.run("server", "monitor", "telegram-setup", "proxy-ru", "--token-file", str(token_file),
+                        "--owner-user-id", "4242", "--notify-chat-ids", "-100500",
+                        "--api-base-url", f"http://{CONTROLLER}:{BOT_API_PORT}", "--pull", "never")  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "test message delivered" in result.stdout and token not in result.stdout + result.stderr
+        sent = {c.params["chat_id"]: c.text for c in read_calls(record) if c.method == "sendMessage"}
+        assert "telegram-setup" in sent.get(4242, "") and "telegram-setup" in sent.get(-100500, ""), sent
+        # A later deploy keeps the token (never in the bundle) and the running bot.
+        assert "proxy-ru: deployed" in op.ok("deploy", "proxy-ru", "--pull", "never", "--force")
+        assert (
+            fleet_lab.exec("proxy-ru", "cat", "/opt/ovpn/monitoring/secrets/telegram_bot_token").strip()
+            == token
+        )
+        assert (
+            fleet_lab.exec(
+                "proxy-ru", "stat", "-c", "%a", "/opt/ovpn/monitoring/secrets/telegram_bot_token"
+            ).strip()
+            == "600"
+        )
+        assert "OVPN_TELEGRAM_OWNER_USER_ID=4242" in fleet_lab.exec("proxy-ru", "cat", "/opt/ovpn/.env")
+        bot = {s["Service"]: s["State"] for s in json.loads(op.ok("server", "status", "proxy-ru", "--json"))}
+        assert bot.get("ovpn-telegram-bot") == "running" and bot.get("prometheus") == "running", bot
+
+
 def test_doctor_without_ssh_skips_the_remote_checks(op: Operator) -> None:
     op.ok(
         "server", "add", "--name", "vpn-gone", "--role", "vpn", "--host", "10.214.1.99", "--ssh-user", "ovpn"
@@ -208,7 +264,7 @@ def test_plan_shows_file_changes_and_touches_nothing(op: Operator, fleet_lab: Fl
     op.ok("server", "set", "vpn-nl", "--image", "grafana=grafana/grafana:12.4.4")
     out = op.ok("deploy", "vpn-nl", "--plan")
     op.ok("user", "rm", "--username", "carol")
-    op.ok("server", "set", "vpn-nl", "--image", "grafana=")
+    op.ok("server", "set", "vpn-nl", "--image", f"grafana={MONITORING_IMAGES['grafana']}")
     assert "changed  xray/config.json" in out and '+            "email": "carol@global",' in out
     assert "changed  .env" in out and "+GRAFANA_IMAGE=grafana/grafana:12.4.4" in out
     live_env = fleet_lab.exec("vpn-nl", "cat", "/opt/ovpn/.env")
@@ -268,16 +324,32 @@ def test_a_bundle_that_fails_xray_test_on_the_host_is_not_switched_to(
 
 def test_a_service_that_crashes_after_start_is_rolled_back(op: Operator, fleet_lab: FleetLab) -> None:
     live = live_revision(fleet_lab, "vpn-de")
+    live_agent = running_image(fleet_lab, "vpn-de", "ovpn-agent")
     # Port 10085 is Xray's own API port inside the container: the inbound cannot bind it, so Xray exits at start
-    # although `xray run -test` (which binds nothing) accepts the config.
-    op.ok("server", "set", "vpn-de", "--port", "10085")
+    # although `xray run -test` (which binds nothing) accepts the config. The release also builds its agent from
+    # another base image, so it carries an agent image of its own.
+    fleet_lab.exec("vpn-de", "docker", "tag", RUNTIME_IMAGE, "ovpn-fleetlab/runtime:other-base")
+    op.ok(
+        "server",
+        "set",
+        "vpn-de",
+        "--port",
+        "10085",
+        "--image",
+        "ovpn-agent-base=ovpn-fleetlab/runtime:other-base",
+    )
     result = op.run("deploy", "vpn-de", "--pull", "never", "--no-relay-check")
-    op.ok("server", "set", "vpn-de", "--port", "443")
+    op.ok("server", "set", "vpn-de", "--port", "443", "--image", f"ovpn-agent-base={RUNTIME_IMAGE}")
     assert result.returncode == 1, result.stdout
     assert "health gate failed" in result.stderr and "switched back to" in result.stderr
     assert live_revision(fleet_lab, "vpn-de") == live
     assert revisions(op, "vpn-de")[-1][1] == "rolled-back"
     assert services(op, "vpn-de") == {"xray": "running", "ovpn-agent": "running"}
+    # The rolled-back release runs the agent it was built with, not the failed release's newer build.
+    assert running_image(fleet_lab, "vpn-de", "ovpn-agent") == live_agent
+    assert live_agent.startswith("ovpn-agent:") and f"OVPN_AGENT_IMAGE={live_agent}" in fleet_lab.exec(
+        "vpn-de", "cat", "/opt/ovpn/.env"
+    )
 
 
 def test_a_full_disk_is_reported_and_the_live_release_keeps_serving(

@@ -5,15 +5,12 @@ config.json persisted, the next deploy has nothing to do; when the agent cannot 
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 import pytest
-from tests.conftest import tools_bin_dir
 from tests.fleetlab.hosts import FleetLab
-from tests.fleetlab.images import HAPROXY_IMAGE, RUNTIME_IMAGE, XRAY_VERSION
-from tests.integration.conftest import Operator
+from tests.integration.conftest import Operator, lab_operator, lab_server_options
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +20,9 @@ STATUS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:
 
 @pytest.fixture(scope="module")
 def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operator:
-    work = tmp_path_factory.mktemp("operator-live")
-    env = {
-        **os.environ,
-        "PATH": f"{os.environ['PATH']}:{tools_bin_dir()}",
-        "OVPN_DATA_DIR": str(work / "state"),
-    }
-    operator = Operator(fleet_lab, work / "state", env)
+    operator = lab_operator(fleet_lab, tmp_path_factory.mktemp("operator-live"))
     operator.ok("server", "add", "--name", HOST, "--role", "vpn", "--host", fleet_lab.hosts[HOST].address,
-                "--ssh-user", "ovpn", "--ssh-identity", str(fleet_lab.key), "--xray-version", XRAY_VERSION,
-                "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}")  # fmt: skip
+                *lab_server_options(fleet_lab))  # fmt: skip
     operator.ok("user", "add", "--username", "alice")
     operator.ok("server", "init", HOST, "--accept-new-host-key", "--pull", "never")
     return operator

@@ -4,17 +4,24 @@ It speaks the Bot API's wire protocol (`/bot<token>/<method>`, form or JSON para
 ...}` answers, getUpdates with offset/timeout long polling), so the real python-telegram-bot client is exercised.
 A test injects updates, waits for recorded calls with a condition and a deadline, and can make the API
 unreachable (every request answers 502 Bad Gateway, waiting long polls included) and bring it back.
+
+Run as a process (`python -m tests.support.fake_bot_api --token T --listen ADDR:PORT --record FILE --ready FILE`)
+it serves inside a lab namespace, where the lab's hosts reach it, and appends every call to FILE as a JSON line
+(the test reads the file; nothing in the root namespace connects to the lab).
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -48,8 +55,11 @@ def _chat(chat_id: int) -> dict[str, Any]:
 
 
 class FakeBotApi:
-    def __init__(self, token: str) -> None:
+    def __init__(
+        self, token: str, address: tuple[str, int] = ("127.0.0.1", 0), record: Path | None = None
+    ) -> None:
         self.token = token
+        self._record = record
         self._cond = threading.Condition()
         self._updates: list[dict[str, Any]] = []
         self._calls: list[Call] = []
@@ -57,7 +67,7 @@ class FakeBotApi:
         self._stopped = False
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(address, self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-bot-api", daemon=True)
 
@@ -168,6 +178,9 @@ class FakeBotApi:
             if self._down:
                 return 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}
             self._calls.append(Call(method, params))
+            if self._record is not None:
+                with self._record.open("a") as record:
+                    record.write(json.dumps({"method": method, "params": params}) + "\n")
             self._cond.notify_all()
         if method == "getUpdates":
             return self._get_updates(params)
@@ -224,3 +237,28 @@ class FakeBotApi:
                 pass
 
         return Handler
+
+
+def read_calls(record: Path) -> list[Call]:
+    """The calls a fake run as a process has recorded so far."""
+    if not record.exists():
+        return []
+    return [Call(d["method"], d["params"]) for d in map(json.loads, record.read_text().splitlines())]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="A Bot API stand-in for lab namespaces.")
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--listen", required=True, help="ADDRESS:PORT")
+    parser.add_argument("--record", required=True, type=Path)
+    parser.add_argument("--ready", required=True, type=Path)
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    api = FakeBotApi(args.token, (host, int(port)), args.record).start()
+    args.ready.write_text(api.base_url)
+    threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -30,15 +30,16 @@ def _options(force: bool, pull: str, accept_new_host_key: bool, no_relay_check: 
                          check_relay=not no_relay_check)  # fmt: skip
 
 
+pull_option = click.option(
+    "--pull",
+    type=click.Choice(["missing", "never", "always"]),
+    default="missing",
+    show_default=True,
+    help="Image pull policy on the host.",
+)
 deploy_options = [
     click.option("--force", is_flag=True, help="Deploy even when the host already runs this bundle."),
-    click.option(
-        "--pull",
-        type=click.Choice(["missing", "never", "always"]),
-        default="missing",
-        show_default=True,
-        help="Image pull policy on the host.",
-    ),
+    pull_option,
     click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key."),
     click.option(
         "--no-relay-check", is_flag=True, help="Proxies: skip checking the backends' live relay identity."

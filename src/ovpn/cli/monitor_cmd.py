@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.fleet_cmd import _progress
+from ovpn.cli.fleet_cmd import _progress, pull_option
 from ovpn.cli.output import emit_json, table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -27,13 +28,7 @@ def _service_rows(services: list[Any]) -> list[tuple[str, str, str, str]]:
 
 @monitor.command("up")
 @click.argument("name")
-@click.option(
-    "--pull",
-    type=click.Choice(["missing", "never", "always"]),
-    default="missing",
-    show_default=True,
-    help="Image pull policy on the host.",
-)
+@pull_option
 @click.option(
     "--timeout",
     type=click.IntRange(10, 1800),
@@ -118,3 +113,61 @@ def status(ctx: Context, /, name: str, as_json: bool) -> None:
         for problem in result.problems:
             click.echo(f"DOWN {problem}")
     click.get_current_context().exit(0 if result.ok else 1)
+
+
+@monitor.command("telegram-setup")
+@click.argument("name")
+@click.option(
+    "--token-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the token BotFather gave you (it never appears on a command line).",
+)
+@click.option(
+    "--owner-user-id", required=True, type=int, help="Your numeric Telegram user id: the bot obeys only you."
+)
+@click.option(
+    "--notify-chat-ids", default="", help="More chats for notifications, comma-separated numeric ids."
+)
+@click.option(
+    "--api-base-url", default="", help="A self-hosted Bot API server's root (default: Telegram's own)."
+)
+@pull_option
+@click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key.")
+@json_option
+@click.pass_obj
+def telegram_setup(
+    ctx: Context,
+    /,
+    name: str,
+    token_file: Path,
+    owner_user_id: int,
+    notify_chat_ids: str,
+    api_base_url: str,
+    pull: str,
+    accept_new_host_key: bool,
+    as_json: bool,
+) -> None:
+    """Give NAME's Telegram bot its token and recipients, start it, and have it send a test message."""
+    from ovpn.core.model import TelegramSettings
+    from ovpn.ops.telegram_setup import parse_chat_ids, read_token, telegram_setup
+
+    token = read_token(token_file)
+    settings = TelegramSettings(owner_user_id, parse_chat_ids(notify_chat_ids), api_base_url.strip())
+    result = telegram_setup(
+        ctx.app,
+        name,
+        token,
+        settings,
+        pull,
+        _progress(name, as_json),
+        accept_new_host_key=accept_new_host_key,
+    )
+    if as_json:
+        emit_json(result.to_json())
+        return
+    chats = ", ".join(map(str, result.notify_chat_ids)) or "none"
+    click.echo(
+        f"{name}: ovpn-telegram-bot runs (deploy {result.deploy_result}); test message delivered to owner "
+        f"{result.owner_user_id} and notify chats: {chats}"
+    )

@@ -100,7 +100,9 @@ def stage(host: Host, bundle: Bundle, revision: str, digest: str, progress: Prog
     marker = {"revision": revision, "bundle_sha256": digest, "server": host.server.name}
     payload = bundle_tarball(bundle, marker)
     progress(f"uploading {len(payload) // 1024} KiB to {release}")
-    # Leftovers of interrupted uploads go first (they are never live).
+    # A host that `server init` never prepared gets the releases directory here; leftovers of interrupted
+    # uploads go first (they are never live).
+    ssh.run(["mkdir", "-p", RELEASES_DIR], sudo=True, timeout=30)
     ssh.run(["find", RELEASES_DIR, "-maxdepth", "1", "-name", "*.partial", "-exec", "rm", "-rf", "{}", "+"],
             sudo=True, timeout=120)  # fmt: skip
     ssh.run(["mkdir", "-p", partial], sudo=True, timeout=30)
