@@ -86,8 +86,6 @@ NOT_RUNNING = (JOB_CADVISOR,)
 ALLOWED_WITHOUT_CAPTURE: dict[str, str] = {
     "container_": "cAdvisor (container_*): needs Docker's containers and their cgroups; cAdvisor is not "
     "installed here, and the Compose network it runs in does not exist in this test",
-    "ovpn_agent_cert_expiry_timestamp_seconds": "ovpn-agent has no certificate check yet (see "
-    "tests/unit/test_agent_accounting.py); the certificate alerts and panel wait for it",
 }
 
 

@@ -20,7 +20,7 @@ from ovpn.agent.enforce import Enforcer
 from ovpn.agent.metrics import Registry, escape
 from ovpn.agent.store import CycleOutcome, CycleWrite, Policy, Store, window_start_day
 from ovpn.agent.xray_api import RuntimeUser, XrayApiError
-from ovpn.render.monitoring.alerts import agent_group
+from ovpn.render.monitoring.alerts import agent_group, certificate_group
 
 
 class SimulatedXray:
@@ -316,8 +316,8 @@ def test_metric_label_values_are_escaped() -> None:
 
 
 def test_the_alert_rules_and_dashboards_use_metrics_the_agent_exports(tmp_path: Path) -> None:
-    """Every ovpn_agent_* name in the rendered alert rules and dashboards (except the certificate check, not
-    built yet) is in the agent's /metrics, even before the first successful collection."""
+    """Every ovpn_agent_* name in the rendered alert rules and dashboards is in the agent's /metrics, even before
+    the first successful collection and without a certificate configured."""
     import re
 
     from ovpn.agent.main import Agent
@@ -333,9 +333,10 @@ def test_the_alert_rules_and_dashboards_use_metrics_the_agent_exports(tmp_path: 
     finally:
         agent.stop()
     exported = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
-    used = set(re.findall(r"ovpn_agent_[a-z0-9_]+", " ".join(a.expr for a in agent_group("s").alerts)))
+    alerts = agent_group("s").alerts + certificate_group("s").alerts
+    used = set(re.findall(r"ovpn_agent_[a-z0-9_]+", " ".join(a.expr for a in alerts)))
     used |= set(re.findall(r"ovpn_agent_[a-z0-9_]+", repr(agent_dashboard()) + repr(users_dashboard())))
-    used = {name for name in used if "cert" not in name}
     assert used and used <= exported, used - exported
     assert "ovpn_agent_collector_last_success_timestamp_seconds 0" in text
+    assert "ovpn_agent_cert_expiry_timestamp_seconds 0" in text
     assert 'ovpn_agent_user_quota_usage_ratio{email="u0@global"} 0' in text

@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.certs import make_cert, utc
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -22,12 +24,14 @@ def get(url: str) -> bytes:
         return bytes(response.read())
 
 
-def start_agent(tmp_path: Path, api_port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_agent(
+    tmp_path: Path, api_port: int, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ovpn.agent.main", "--listen", f"127.0.0.1:{port}",
-         "--xray-api", f"127.0.0.1:{api_port}", "--db-path", str(tmp_path / "db")],
-        env={**os.environ, "OVPN_AGENT_TOKEN": "t"}, stderr=subprocess.PIPE,
+         "--xray-api", f"127.0.0.1:{api_port}", "--db-path", str(tmp_path / "db"), *extra],
+        env={**os.environ, "OVPN_AGENT_TOKEN": "t", **(env or {})}, stderr=subprocess.PIPE,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
@@ -52,3 +56,28 @@ def test_health_is_degraded_but_served_while_xray_is_unreachable(tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_cert_file_option_and_environment(tmp_path: Path) -> None:
+    """--cert-file (or OVPN_AGENT_CERT_FILE) reaches the check: the expiry is in /metrics and /health; /dev/null
+    (what Compose mounts when no certificate is named) reads as not configured."""
+    cert = tmp_path / "fullchain.pem"
+    cert.write_bytes(make_cert(utc(2025, 1, 1), utc(2026, 2, 3)))
+    runs = [((f"--cert-file={cert}",), {}), ((), {"OVPN_AGENT_CERT_FILE": str(cert)}),
+            (("--cert-file", "/dev/null"), {})]  # fmt: skip
+    for index, (extra, env) in enumerate(runs):
+        proc, base = start_agent(tmp_path / str(index), free_port(), *extra, env=env)
+        try:
+            metrics = get(base + "/metrics").decode()
+            certificate = json.loads(get(base + "/health"))["certificate"]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        if index < 2:
+            assert f"ovpn_agent_cert_expiry_timestamp_seconds {int(utc(2026, 2, 3).timestamp())}\n" in metrics
+            assert certificate["not_after"] == "2026-02-03T00:00:00Z" and certificate["path"] == str(cert)
+        else:
+            assert "ovpn_agent_cert_expiry_timestamp_seconds 0\n" in metrics
+            assert 'ovpn_agent_cert_checks_total{result="not_configured"} 1\n' in metrics
+            assert certificate == {"path": "/dev/null", "result": "not_configured", "not_before": None,
+                                   "not_after": None, "error": None}  # fmt: skip

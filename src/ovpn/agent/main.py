@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ovpn import __version__
+from ovpn.agent.certcheck import CertCheck
 from ovpn.agent.collector import MARKER_EMAIL, Collector, CollectResult
 from ovpn.agent.enforce import Enforcer, EnforceResult
 from ovpn.agent.metrics import Registry, family_lines
@@ -167,6 +168,7 @@ class Agent:
         clock: Clock = time.time,
         api_timeout: float = 5.0,
         fault: Callable[[str], None] | None = None,
+        cert_file: str | Path | None = None,
     ) -> None:
         self.xray_api = xray_api
         self.db_path = db_path
@@ -186,6 +188,8 @@ class Agent:
                                    metrics=self.metrics, clock=clock, fault=fault)  # fmt: skip
         self.enforcer = Enforcer(self.store, self.api, inbound_tag=inbound_tag, lock=self.work,
                                  metrics=self.metrics, clock=clock)  # fmt: skip
+        self.cert = CertCheck(cert_file, self.metrics)
+        self.cert.check()  # at start; then from the background loop, at most every ten minutes
         self.api_was_up: bool | None = None
         self.cycles = 0
         self.last_result: CollectResult | None = None
@@ -223,6 +227,7 @@ class Agent:
             "last_collect_at": iso(float(last)) if last else None,
             "last_reset_at": iso(float(reset)) if reset else None,
             "last_collect_error": self.last_result.error if self.last_result else None,
+            "certificate": self.cert.status.as_json(),
             "uptime_seconds": round(time.time() - self.started, 1),
             "time": iso(self.clock()),
         }
@@ -250,6 +255,7 @@ class Agent:
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
+            self.cert.check_if_due()
             try:
                 self.cycle()
             except Exception:
@@ -700,6 +706,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--poll-interval", type=float,
                         default=float(os.environ.get("OVPN_AGENT_POLL_INTERVAL", DEFAULT_POLL_SECONDS)),
                         help="seconds between collections (default 30)")  # fmt: skip
+    parser.add_argument("--cert-file", default=os.environ.get("OVPN_AGENT_CERT_FILE", ""),
+                        help="PEM certificate (or fullchain) whose expiry to export; empty = not configured")  # fmt: skip
     parser.add_argument("--log-level", default=os.environ.get("OVPN_AGENT_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     if args.poll_interval <= 0:
@@ -712,9 +720,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     token = read_token(dict(os.environ))
     if not token:
         log.warning("no OVPN_AGENT_TOKEN: changing endpoints will refuse every request")
-    agent = Agent(
-        args.xray_api, args.db_path, token, inbound_tag=args.inbound_tag, poll_interval=args.poll_interval
-    )
+    agent = Agent(args.xray_api, args.db_path, token, inbound_tag=args.inbound_tag,
+                  poll_interval=args.poll_interval, cert_file=args.cert_file)  # fmt: skip
     server = serve(agent, args.listen)
     up, error = agent.xray_api_up()
     state = "reachable" if up else f"NOT reachable ({error}; serving health and metrics anyway)"

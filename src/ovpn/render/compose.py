@@ -29,6 +29,10 @@ XRAY_ASSET_DIR = "/usr/local/share/xray"
 AGENT_PROBE = (
     f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{AGENT_PORT}/health', timeout=4)"
 )
+# The certificate whose expiry the agent exports: the host file named by OVPN_AGENT_CERT_FILE, else /dev/null,
+# which the agent reads as "not configured" (an empty file).
+AGENT_CERT_PATH = "/etc/ovpn-agent/cert.pem"
+AGENT_CERT_MOUNT = f"${{OVPN_AGENT_CERT_FILE:-/dev/null}}:{AGENT_CERT_PATH}:ro"
 
 
 def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any]:
@@ -77,10 +81,12 @@ def render_compose(server: Server) -> str:
             f"xray:{XRAY_API_PORT}",
             "--db-path",
             "/var/lib/ovpn-agent",
+            "--cert-file",
+            AGENT_CERT_PATH,
         ],
         environment={"OVPN_AGENT_TOKEN": "${OVPN_AGENT_TOKEN:?set OVPN_AGENT_TOKEN in .env}"},
         ports=[f"127.0.0.1:${{OVPN_AGENT_HOST_PORT:-{AGENT_HOST_PORT}}}:{AGENT_PORT}"],
-        volumes=[f"{AGENT_DATA_VOLUME}:/var/lib/ovpn-agent"],
+        volumes=[f"{AGENT_DATA_VOLUME}:/var/lib/ovpn-agent", AGENT_CERT_MOUNT],
         healthcheck={
             "test": ["CMD", "python3", "-c", AGENT_PROBE],
             "interval": "10s",
