@@ -244,6 +244,19 @@ def test_doctor_without_ssh_skips_the_remote_checks(op: Operator) -> None:
     op.ok("server", "remove", "vpn-gone")
 
 
+def test_restart_waits_until_the_service_runs_again(op: Operator, fleet_lab: FleetLab) -> None:
+    def started(host: str, container: str) -> str:
+        return fleet_lab.exec(host, "docker", "inspect", "-f", "{{.State.StartedAt}}", container).strip()
+
+    before = started("proxy-ru", "ovpn-haproxy")
+    assert "proxy-ru: restarted haproxy; running again" in op.ok(
+        "restart", "proxy-ru", "--service", "haproxy"
+    )
+    assert started("proxy-ru", "ovpn-haproxy") != before
+    result = op.run("restart", "vpn-nl", "--service", "haproxy")
+    assert result.returncode == 1 and "vpn-nl is a vpn server and runs no haproxy" in result.stderr
+
+
 def test_a_no_change_redeploy_touches_nothing(op: Operator, fleet_lab: FleetLab) -> None:
     live = live_revision(fleet_lab, "vpn-nl")
     assert "unchanged" in op.ok("deploy", "vpn-nl", "--pull", "never")

@@ -153,8 +153,8 @@ def restart(ctx: Context, /, name: str, service: str | None) -> None:
     """Restart a server's services."""
     from ovpn.ops.fleet import restart as do_restart
 
-    do_restart(ctx.app, name, service)
-    click.echo(f"{name}: restarted {service or 'runtime services'}")
+    restarted = do_restart(ctx.app, name, service)
+    click.echo(f"{name}: restarted {', '.join(restarted)}; running again")
 
 
 @click.command("init")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from ovpn.errors import OvpnError
@@ -14,6 +15,7 @@ SERVICES = (
     "ovpn-telegram-bot",
 )  # fmt: skip
 MONITORING_SERVICES = SERVICES[3:]
+RESTART_TIMEOUT_SECONDS = 90
 
 
 def _service(name: str | None) -> str | None:
@@ -93,17 +95,37 @@ def logs(app: App, name: str, service: str | None, tail: int, follow: bool) -> I
             yield from ssh.run(argv, sudo=True, timeout=120).text.splitlines()
 
 
-def restart(app: App, name: str, service: str | None) -> None:
+def restart(app: App, name: str, service: str | None, timeout: float = RESTART_TIMEOUT_SECONDS) -> list[str]:
+    """Restart the runtime services (or one service), then wait (bounded) until each runs again; the restarted
+    services. A service that does not come back fails with its last log lines."""
     with app.reading() as repo:
         server = repo.server(name)
-    targets = (
-        [_service(service)] if service else ["xray", "ovpn-agent", *(["haproxy"] if server.is_proxy else [])]
-    )
+    if service == "haproxy" and not server.is_proxy:
+        raise OvpnError(f"{name} is a vpn server and runs no haproxy", "only proxies run haproxy")
+    one = _service(service)
+    targets = [one] if one else ["xray", "ovpn-agent", *(["haproxy"] if server.is_proxy else [])]
     with connect(app, server) as ssh:
         host = Host(ssh, server)
-        monitoring = service in MONITORING_SERVICES
-        ssh.run(
-            host.compose(["restart", *[t for t in targets if t]], monitoring=monitoring),
-            sudo=True,
-            timeout=300,
-        )
+        monitoring = service in MONITORING_SERVICES or host.monitoring_running()
+        ssh.run(host.compose(["restart", *targets], monitoring=monitoring), sudo=True, timeout=300)
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {str(s.get("Service")): s for s in host.compose_services(monitoring=monitoring)}
+            waiting = [t for t in targets if not _running(states.get(t))]
+            if not waiting:
+                return targets
+            if time.monotonic() > deadline:
+                logs = ssh.run(host.compose(["logs", "--no-color", "--tail", "20", waiting[0]], monitoring=monitoring),
+                               sudo=True, timeout=60, check=False)  # fmt: skip
+                raise OvpnError(
+                    f"{name}: {', '.join(waiting)} did not come back after the restart\n{logs.text.strip()}",
+                    f"see `ovpn doctor {name}` and `ovpn server logs {name} --service {waiting[0]}`",
+                )
+            time.sleep(1)
+
+
+def _running(record: dict[str, object] | None) -> bool:
+    """Running, and healthy where the service has a healthcheck."""
+    if record is None or record.get("State") != "running":
+        return False
+    return record.get("Health") in (None, "", "healthy")
