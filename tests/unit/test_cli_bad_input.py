@@ -37,6 +37,18 @@ BAD = {
         "invalid ssh-port",
     ),
     "bad port": ("server add --name x --role vpn --host 203.0.113.1 --port 0", "invalid port"),
+    "relative cert file": (
+        "server set vpn-nl --agent-cert-file certs/fullchain.pem",
+        "invalid --agent-cert-file",
+    ),
+    "cert file with a variable": (
+        "server set vpn-nl --agent-cert-file '/etc/$$HOME.pem'",
+        "invalid --agent-cert-file",
+    ),
+    "cert file climbing": (
+        "server set vpn-nl --agent-cert-file /etc/../root/x.pem",
+        "invalid --agent-cert-file",
+    ),
     "malformed key": (
         "server add --name x --role vpn --host 203.0.113.1 --reality-private-key not-a-key",
         "malformed REALITY private key",

@@ -197,6 +197,21 @@ def test_config_render_writes_the_bundle_with_modes(seeded: Path, capsys: pytest
     assert [c["email"] for c in clients] == ["alice@global"]
 
 
+def test_the_agent_watches_a_certificate_once_one_is_named(
+    seeded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert = "/etc/letsencrypt/live/vpn.example/fullchain.pem"
+    ok(capsys, "server", "set", "vpn-nl", "--agent-cert-file", cert)
+    shown = ok_json(capsys, "server", "show", "vpn-nl")
+    assert isinstance(shown, dict) and shown["agent_cert_file"] == cert
+    out = seeded / "bundle"
+    ok(capsys, "config", "render", "--server", "vpn-nl", "--out", str(out))
+    assert f"OVPN_AGENT_CERT_FILE={cert}\n" in (out / ".env").read_text()
+    ok(capsys, "server", "set", "vpn-nl", "--agent-cert-file", "")
+    ok(capsys, "config", "render", "--server", "vpn-nl", "--out", str(out))
+    assert "OVPN_AGENT_CERT_FILE" not in (out / ".env").read_text()
+
+
 def test_a_proxy_without_backends_renders_and_warns(seeded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "config", "render", "--server", "proxy-2", "--out", str(seeded / "p2"))
     assert code == 0 and "no backend attached" in err and "fail closed" in err

@@ -31,6 +31,7 @@ def _public(server: Any, reveal: bool = False) -> dict[str, Any]:
         "reality_target": server.reality_target,
         "relay_uuid": server.relay_uuid,
         "images": dict(server.images),
+        "agent_cert_file": server.agent_cert_file,
     }
     if reveal:
         doc["reality_private_key"] = server.reality_private_key
@@ -61,6 +62,7 @@ def server() -> None:
 @click.option(
     "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image (repeatable)."
 )
+@click.option("--agent-cert-file", help="A PEM certificate on the host whose expiry the agent reports.")
 @json_option
 @click.pass_obj
 def add(ctx: Context, /, as_json: bool, **options: Any) -> None:
@@ -155,6 +157,7 @@ def show(ctx: Context, /, name: str, reveal_secrets: bool, as_json: bool) -> Non
 @click.option(
     "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override (SERVICE= removes)."
 )
+@click.option("--agent-cert-file", help="A PEM certificate on the host the agent watches ('' removes it).")
 @json_option
 @click.pass_obj
 def set_(ctx: Context, /, name: str, as_json: bool, **options: Any) -> None:

@@ -37,6 +37,8 @@ class Server:
     relay_uuid: str | None = None
     images: tuple[tuple[str, str], ...] = ()
     enabled: bool = True
+    # A PEM certificate on the host whose expiry the agent reports (e.g. a camouflage site's); None: none.
+    agent_cert_file: str | None = None
 
     @property
     def is_proxy(self) -> bool:

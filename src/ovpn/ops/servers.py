@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class ServerSpec:
     reality_target: str | None = None
     xray_version: str = DEFAULT_XRAY_VERSION
     images: tuple[str, ...] = ()
+    agent_cert_file: str | None = None
 
 
 # Per-server secrets created with the server; rendered into the host's .env.
@@ -81,6 +83,18 @@ def _identity_path(value: str | None) -> str | None:
     return value
 
 
+def _cert_path(value: str | None) -> str | None:
+    """An absolute path on the host; it reaches `.env` and a Compose bind mount, so only plain characters."""
+    if not value:
+        return None
+    if not re.fullmatch(r"/[A-Za-z0-9._@+/-]{1,250}", value) or "/../" in f"{value}/":
+        raise OvpnError(
+            f"invalid --agent-cert-file {value!r}",
+            "an absolute path on the host of a PEM certificate, e.g. /etc/letsencrypt/live/example.com/fullchain.pem",
+        )
+    return value
+
+
 def build_server(spec: ServerSpec) -> Server:
     role = _role(spec.role)
     keys = reality.key_pair(spec.reality_private_key, spec.reality_public_key)
@@ -106,6 +120,7 @@ def build_server(spec: ServerSpec) -> Server:
         reality_target=validation.reality_target(spec.reality_target or f"{server_name}:443"),
         proxy_preset=_preset(role, spec.proxy_preset),
         images=tuple(sorted(images.items())),
+        agent_cert_file=_cert_path(spec.agent_cert_file),
     )
 
 
@@ -139,6 +154,7 @@ def spec_of(server: Server) -> ServerSpec:
         reality_target=server.reality_target,
         xray_version=server.xray_version,
         images=tuple(f"{k}={v}" for k, v in server.images),
+        agent_cert_file=server.agent_cert_file,
     )
 
 

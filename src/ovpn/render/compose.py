@@ -144,6 +144,8 @@ def render_env(
             continue
         lines.append(f"{env_var(service)}={images[service]}")
     lines.append(f"OVPN_AGENT_HOST_PORT={AGENT_HOST_PORT}")
+    if server.agent_cert_file:
+        lines.append(f"OVPN_AGENT_CERT_FILE={server.agent_cert_file}")
     if telegram is not None:
         lines.append(f"OVPN_TELEGRAM_OWNER_USER_ID={telegram.owner_user_id}")
         lines.append(f"OVPN_TELEGRAM_NOTIFY_CHAT_IDS={','.join(map(str, telegram.notify_chat_ids))}")

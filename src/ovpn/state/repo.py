@@ -14,7 +14,7 @@ from ovpn.state.secrets import SecretBox
 _SERVER_COLUMNS = (
     "name", "role", "host", "domain", "port", "ssh_user", "ssh_port", "ssh_identity", "xray_version",
     "reality_private_key", "reality_public_key", "reality_short_id", "reality_server_name", "reality_target",
-    "proxy_preset", "relay_uuid", "images", "enabled",
+    "proxy_preset", "relay_uuid", "images", "enabled", "agent_cert_file",
 )  # fmt: skip
 
 
@@ -64,6 +64,7 @@ class Repository:
             relay_uuid=row["relay_uuid"],
             images=tuple(sorted(json.loads(row["images"]).items())),
             enabled=bool(row["enabled"]),
+            agent_cert_file=row["agent_cert_file"],
         )
 
     def _server_values(self, s: Server) -> tuple[object, ...]:
@@ -71,7 +72,7 @@ class Repository:
             s.name, s.role, s.host, s.domain, s.port, s.ssh_user, s.ssh_port, s.ssh_identity, s.xray_version,
             self.box.seal(s.reality_private_key, _private_key_context(s.name)), s.reality_public_key,
             s.reality_short_id, s.reality_server_name, s.reality_target, s.proxy_preset, s.relay_uuid,
-            json.dumps(dict(s.images), sort_keys=True), int(s.enabled),
+            json.dumps(dict(s.images), sort_keys=True), int(s.enabled), s.agent_cert_file,
         )  # fmt: skip
 
     def find_server(self, name: str) -> Server | None:
