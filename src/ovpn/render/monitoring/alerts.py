@@ -92,6 +92,16 @@ _UNLESS_CADVISOR_DOWN = f'unless on() (up{{job="{JOB_CADVISOR}"}} == 0)'
 _HOST_CPUS = 'scalar(count(node_cpu_seconds_total{mode="idle"}))'
 
 
+def _restarts(selector: str) -> str:
+    """How often the selected containers restarted in 15 minutes, as their CPU counters saw it.
+
+    cAdvisor's `container_start_time_seconds` is the container's creation time, which a restart by Docker
+    does not change (and a recreated container is a new series), so it cannot count restarts. A restart makes
+    a new cgroup whose CPU counter starts again from zero: a counter reset.
+    """
+    return f"max by (name) (resets(container_cpu_usage_seconds_total{{{selector}}}[15m]))"
+
+
 def _container_cpu_percent(selector: str) -> str:
     return f"sum by (name) (rate(container_cpu_usage_seconds_total{{{selector}}}[5m])) * 100 / {_HOST_CPUS}"
 
@@ -237,7 +247,7 @@ def containers_group(server: str) -> AlertGroup:
             ),
             Alert(
                 "OvpnContainerRestarting",
-                f"changes(container_start_time_seconds{{{watched}}}[15m]) > 2",
+                f"{_restarts(watched)} > 2",
                 "2m",
                 "warning",
                 f"{server}: container {label('name')} keeps restarting",
@@ -401,7 +411,9 @@ def haproxy_pool_group(server: str) -> AlertGroup:
             ),
             Alert(
                 "OvpnProxyBackendFlapping",
-                f"increase(haproxy_server_check_up_down_total{{{_POOL}}}[15m]) > 2",
+                # increase() extrapolates to the edges of the window: two transitions read as about 2.07, so
+                # "more than twice" is ">= 3".
+                f"increase(haproxy_server_check_up_down_total{{{_POOL}}}[15m]) >= 3",
                 "2m",
                 "warning",
                 f"{server}: backend {backend} is flapping",
@@ -438,7 +450,7 @@ def haproxy_container_group(server: str) -> AlertGroup:
             ),
             Alert(
                 "OvpnHaproxyContainerRestarting",
-                f"changes(container_start_time_seconds{{{selector}}}[15m]) > 2",
+                f"{_restarts(selector)} > 2",
                 "2m",
                 "warning",
                 f"{server}: HAProxy container keeps restarting",
