@@ -244,7 +244,7 @@ def containers_dashboard(spec: MonitoringSpec) -> Dashboard:
         stat("ovpn containers running", _present(OURS), width=4, thresholds=steps((None, BLUE))),
         stat(
             "Restarts (1h)",
-            _sum(f"changes(container_start_time_seconds{{{OURS}}}[1h])"),
+            _sum(f"resets(container_cpu_usage_seconds_total{{{OURS}}}[1h])"),
             width=4,
             thresholds=steps((None, GREEN), (1, YELLOW), (3, RED)),
         ),
@@ -290,11 +290,15 @@ def containers_dashboard(spec: MonitoringSpec) -> Dashboard:
             row("Lifecycle"),
             timeseries(
                 "Restarts per hour",
-                target(f"changes(container_start_time_seconds{{{OURS}}}[1h])", "{{name}}"),
+                # A restart starts a fresh cgroup, so the CPU counter resets; the start-time metric is the
+                # container's creation time, which a restart by Docker leaves unchanged.
+                target(
+                    f"max by (name) (resets(container_cpu_usage_seconds_total{{{OURS}}}[1h]))", "{{name}}"
+                ),
                 bars=True,
             ),
             timeseries(
-                "Container age",
+                "Time since the container was created",
                 target(f"time() - container_start_time_seconds{{{OURS}}}", "{{name}}"),
                 unit="s",
             ),
