@@ -61,7 +61,20 @@ class BotProcess:
         raise AssertionError(f"no metric {line_start}")
 
 
-def start_bot(tmp: Path, role: str, services: str, docker_socket: Path, agent_url: str = "") -> BotProcess:
+def launch(tmp: Path, env: dict[str, str], fake: FakeBotApi, port: int) -> BotProcess:
+    log = tmp / "bot.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(ROOT / ".venv/bin/ovpn-telegram-bot")], env=env, stdout=sink, stderr=sink
+        )
+    return BotProcess(process, f"http://127.0.0.1:{port}", fake, log)
+
+
+def start_bot(
+    tmp: Path, role: str, services: str, docker_socket: Path, agent_url: str = "", **overrides: str
+) -> BotProcess:
+    """The bot with a complete configuration (OVPN_TELEGRAM_<NAME> in `overrides` replaces or, when empty,
+    blanks a variable); it has polled Telegram once when this returns unless an override breaks it."""
     fake = FakeBotApi(TOKEN).start()
     token_file = tmp / "telegram_bot_token"
     token_file.write_text(TOKEN + "\n")
@@ -81,13 +94,10 @@ def start_bot(tmp: Path, role: str, services: str, docker_socket: Path, agent_ur
         "OVPN_TELEGRAM_POLL_TIMEOUT": "5",
         "OVPN_TELEGRAM_RESTART_TIMEOUT": "8",
     }
-    log = tmp / "bot.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/ovpn-telegram-bot")], env=env, stdout=sink, stderr=sink
-        )
-    bot = BotProcess(process, f"http://127.0.0.1:{port}", fake, log)
-    fake.wait_for(lambda c: c.method == "getUpdates", what="the first getUpdates")
+    env.update({f"OVPN_TELEGRAM_{name.upper()}": value for name, value in overrides.items()})
+    bot = launch(tmp, env, fake, port)
+    if not overrides:
+        fake.wait_for(lambda c: c.method == "getUpdates", what="the first getUpdates")
     return bot
 
 
@@ -204,6 +214,58 @@ def test_health_degraded_while_telegram_unreachable_and_alerts_wait(vpn: BotProc
     for chat in (OWNER, *NOTIFY):
         vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown", timeout=30)
     assert vpn.metric("ovpn_bot_telegram_reachable") == 1
+
+
+# ------------------------------------------------------------------------------------------------ standby
+
+
+def _standby_health(bot: BotProcess) -> dict[str, Any]:
+    def misconfigured() -> dict[str, Any] | None:
+        assert bot.process.poll() is None, f"the bot exited: {bot.log.read_text()}"
+        status, body = http(f"{bot.url}/health")
+        return json.loads(body) if status == 503 else None
+
+    return dict(wait_for(misconfigured, timeout=20, what="the bot's standby health"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"owner_user_id": ""}, "OVPN_TELEGRAM_OWNER_USER_ID is not set"),
+        ({"notify_chat_ids": "12,abc"}, "OVPN_TELEGRAM_NOTIFY_CHAT_IDS must be a number"),
+        ({"token_file": "/nonexistent/telegram_bot_token"}, "cannot read the bot token file"),
+        ({"api_base_url": "__REJECTING__"}, "Telegram rejected the bot token"),
+    ],
+    ids=["no-owner", "bad-chat-id", "no-token-file", "token-rejected"],
+)
+def test_unusable_configuration_waits_in_standby(
+    tmp_path: Path, overrides: dict[str, str], reason: str
+) -> None:
+    """No exit (Compose would restart it in a loop): /health says why with 503, the metric feeds the alert,
+    webhooks are refused so Alertmanager retries, and SIGTERM still stops it at once."""
+    rejecting = FakeBotApi("987654321:AAanother-token").start()
+    overrides = {k: rejecting.base_url if v == "__REJECTING__" else v for k, v in overrides.items()}
+    bot = start_bot(tmp_path, "vpn", "xray=ovpn-xray", tmp_path / "no-docker.sock", **overrides)
+    try:
+        health = _standby_health(bot)
+        assert health["status"] == "misconfigured" and reason in health["reason"], health
+        assert bot.metric("ovpn_bot_configured") == 0 and bot.metric("ovpn_bot_up") == 1
+        status, _ = http(f"{bot.url}/metrics")
+        assert status == 200
+        assert http(f"{bot.url}/alertmanager", _firing_and_resolved())[0] == 503
+        assert bot.fake.calls("sendMessage") == [] and rejecting.calls("sendMessage") == []
+        bot.process.terminate()
+        assert bot.process.wait(timeout=10) == 0
+        log = bot.log.read_text()
+        assert reason in log and "standby" in log
+        assert TOKEN not in log, "the bot token leaked into the log"
+    finally:
+        stop_bot(bot)
+        rejecting.stop()
+
+
+def test_configured_bot_exports_configured(vpn: BotProcess) -> None:
+    assert vpn.metric("ovpn_bot_configured") == 1
 
 
 # ---------------------------------------------------------------------------------------------- real engine

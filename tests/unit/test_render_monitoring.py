@@ -215,7 +215,7 @@ def test_a_server_without_a_bot_neither_scrapes_nor_alerts_on_it() -> None:
     names = set(alerts(bundle))
     assert not {n for n in names if "Telegram" in n} and "OvpnAgentDown" in names
     assert {n for n in alerts(render_monitoring(spec("vpn"))) if "Telegram" in n} == {
-        "OvpnTelegramBotDown", "OvpnTelegramApiUnreachable",
+        "OvpnTelegramBotDown", "OvpnTelegramApiUnreachable", "OvpnTelegramBotMisconfigured",
     }  # fmt: skip
 
 
@@ -267,6 +267,7 @@ def test_named_alerts_exist(vpn: Bundle, proxy: Bundle) -> None:
         "OvpnCertExpirySoon",
         "OvpnTelegramBotDown",
         "OvpnTelegramApiUnreachable",
+        "OvpnTelegramBotMisconfigured",
     }
     assert everywhere <= set(alerts(vpn))
     assert not proxy_only & set(alerts(vpn))
@@ -319,6 +320,7 @@ def test_agent_bot_and_certificate_alerts(vpn: Bundle) -> None:
     assert "ovpn_agent_cert_expiry_timestamp_seconds" in rules["OvpnCertExpirySoon"]["expr"]
     assert rules["OvpnTelegramBotDown"]["expr"] == 'up{job="ovpn-telegram-bot"} == 0'
     assert rules["OvpnTelegramApiUnreachable"]["expr"] == "ovpn_bot_telegram_reachable == 0"
+    assert rules["OvpnTelegramBotMisconfigured"]["expr"] == "ovpn_bot_configured == 0"
 
 
 # ------------------------------------------------------------------------------------------ alertmanager

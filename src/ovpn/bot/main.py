@@ -22,6 +22,7 @@ from ovpn.bot.outbox import Outbox
 from ovpn.bot.probes import Probes
 from ovpn.bot.routes import make_handler
 from ovpn.bot.runtime import Runtime
+from ovpn.bot.standby import listen_address, serve_until_stopped
 from ovpn.bot.telegram_api import RecordingRequest, TelegramHealth, bot_base_url, scrub, transport
 
 log = logging.getLogger("ovpn-telegram-bot")
@@ -133,16 +134,25 @@ async def run(config: BotConfig, token: str) -> None:
         await rt.probes.aclose()
 
 
+def standby(reason: str) -> None:
+    """Serve /health and /metrics with the reason until stopped (see ovpn.bot.standby)."""
+    log.error("%s; waiting in standby (health says why) until the configuration is fixed and the bot restarted",
+              reason)  # fmt: skip
+    asyncio.run(serve_until_stopped(listen_address(os.environ), reason))
+
+
 def main() -> None:
     try:
         config = parse_config(os.environ)
         token = read_token(config.token_file)
     except ConfigError as e:
-        print(f"ovpn-telegram-bot: {e}", file=sys.stderr)
-        sys.exit(2)
+        setup_logging("")
+        standby(str(e))
+        return
     setup_logging(token)
     try:
         asyncio.run(run(config, token))
     except InvalidToken:
-        log.error("Telegram rejected the bot token: check %s", config.token_file)
-        sys.exit(1)
+        standby(
+            f"Telegram rejected the bot token in {config.token_file}: run `ovpn server monitor telegram-setup`"
+        )

@@ -33,6 +33,7 @@ def health_document(rt: Runtime) -> dict[str, object]:
 def metrics_text(rt: Runtime) -> str:
     m = rt.metrics
     m.gauge("ovpn_bot_up", "The bot process is running.", 1)
+    m.gauge("ovpn_bot_configured", "Whether the bot's configuration is usable (0: see /health for why).", 1)
     m.gauge("ovpn_bot_telegram_reachable", "Whether the Bot API answered the last request.",
             int(bool(rt.health.reachable)))  # fmt: skip
     m.gauge("ovpn_bot_telegram_consecutive_failures", "Bot API requests failed in a row.",

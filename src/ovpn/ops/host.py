@@ -19,8 +19,9 @@ MAIN_COMPOSE = "docker-compose.yml"
 MONITORING_COMPOSE = "docker-compose.monitoring.yml"
 PROJECT = "ovpn"
 BOT_SERVICE = "ovpn-telegram-bot"
-# Kept across deploys; the bot runs only when it is not empty.
+# Kept across deploys; the bot runs only when it is not empty and `.env` names an owner.
 BOT_TOKEN_FILE = "monitoring/secrets/telegram_bot_token"  # noqa: S105 - a path, not a token
+OWNER_ENV_VARIABLE = "OVPN_TELEGRAM_OWNER_USER_ID"
 
 
 def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> Ssh:
@@ -74,10 +75,15 @@ class Host:
         return result.ok and bool(result.text.strip())
 
     def bot_configured(self) -> bool:
-        """Whether the live release has a Telegram bot token (the bot runs only then)."""
-        return self.ssh.run(
+        """Whether the live release has a Telegram bot token and an owner id (the bot runs only then: a token
+        left behind on a host whose bot is no longer set up does not start a bot without an owner)."""
+        has_token = self.ssh.run(
             ["test", "-s", f"{RUNTIME_DIR}/{BOT_TOKEN_FILE}"], sudo=True, check=False, timeout=30
         ).ok
+        return has_token and self.ssh.run(
+            ["grep", "-qE", f"^{OWNER_ENV_VARIABLE}=[1-9][0-9]*$", f"{RUNTIME_DIR}/.env"],
+            sudo=True, check=False, timeout=30,
+        ).ok  # fmt: skip
 
     def monitoring_up_args(self, *, monitoring: bool) -> list[str]:
         """Extra `docker compose up` arguments wherever the monitoring file is included: the bot at scale 0

@@ -368,6 +368,15 @@ def bot_group(server: str) -> AlertGroup:
                 f"ovpn-telegram-bot on {server} has not reached the Telegram API for 5 minutes; "
                 "check DNS, routing and the API fallback addresses.",
             ),
+            Alert(
+                "OvpnTelegramBotMisconfigured",
+                "ovpn_bot_configured == 0",
+                "2m",
+                "critical",
+                f"{server}: the Telegram bot is misconfigured",
+                f"ovpn-telegram-bot on {server} has no usable configuration and delivers nothing (its /health "
+                f"says why); run `ovpn server monitor telegram-setup {server}`.",
+            ),
         ),
     )
 
