@@ -234,9 +234,10 @@ def _standby_health(bot: BotProcess) -> dict[str, Any]:
         ({"owner_user_id": ""}, "OVPN_TELEGRAM_OWNER_USER_ID is not set"),
         ({"notify_chat_ids": "12,abc"}, "OVPN_TELEGRAM_NOTIFY_CHAT_IDS must be a number"),
         ({"token_file": "/nonexistent/telegram_bot_token"}, "cannot read the bot token file"),
-        ({"api_base_url": "__REJECTING__"}, "Telegram rejected the bot token"),
+        ({"token_file": "{tmp}/empty"}, "is empty: run `ovpn server monitor telegram-setup`"),
+        ({"api_base_url": "{rejecting}"}, "Telegram rejected the bot token"),
     ],
-    ids=["no-owner", "bad-chat-id", "no-token-file", "token-rejected"],
+    ids=["no-owner", "bad-chat-id", "no-token-file", "empty-token-file", "token-rejected"],
 )
 def test_unusable_configuration_waits_in_standby(
     tmp_path: Path, overrides: dict[str, str], reason: str
@@ -244,7 +245,8 @@ def test_unusable_configuration_waits_in_standby(
     """No exit (Compose would restart it in a loop): /health says why with 503, the metric feeds the alert,
     webhooks are refused so Alertmanager retries, and SIGTERM still stops it at once."""
     rejecting = FakeBotApi("987654321:AAanother-token").start()
-    overrides = {k: rejecting.base_url if v == "__REJECTING__" else v for k, v in overrides.items()}
+    (tmp_path / "empty").write_text("\n")
+    overrides = {k: v.format(tmp=tmp_path, rejecting=rejecting.base_url) for k, v in overrides.items()}
     bot = start_bot(tmp_path, "vpn", "xray=ovpn-xray", tmp_path / "no-docker.sock", **overrides)
     try:
         health = _standby_health(bot)

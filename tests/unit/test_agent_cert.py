@@ -207,6 +207,10 @@ def test_the_check_runs_at_most_every_interval_and_publishes_metrics(tmp_path: P
     assert 'ovpn_agent_cert_checks_total{result="ok"} 1' in lines
     assert 'ovpn_agent_cert_checks_total{result="error"} 1' in lines
     assert 'ovpn_agent_cert_checks_total{result="not_configured"} 0' in lines
+    assert "ovpn_agent_cert_check_failing 1" in lines
+    cert.write_bytes(make_cert(utc(2025, 1, 1), utc(2025, 5, 1)))
+    clock.now += 600
+    assert check.check_if_due() and "ovpn_agent_cert_check_failing 0" in registry.render()
 
 
 def test_agent_metrics_and_health_show_the_certificate(tmp_path: Path) -> None:
@@ -227,6 +231,7 @@ def test_agent_metrics_and_health_show_the_certificate(tmp_path: Path) -> None:
             agent.stop()
         assert f"ovpn_agent_cert_expiry_timestamp_seconds {expiry}\n" in text
         assert f'ovpn_agent_cert_checks_total{{result="{result}"}} 1\n' in text
+        assert "ovpn_agent_cert_check_failing 0\n" in text
         assert health["certificate"] == {
             "path": str(path), "result": result, "error": None,
             "not_before": "2025-01-01T00:00:00Z" if result == "ok" else None,

@@ -4,10 +4,7 @@ the fallback IPs, the notification queue, and how the process refuses a missing 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +15,6 @@ from ovpn.agent.metrics import Registry
 from ovpn.bot.outbox import Outbox
 from ovpn.bot.telegram_api import FallbackTransport, SendTestError, send_test_message
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "987654:unit-SECRET-token"
 
 
@@ -102,29 +98,3 @@ def test_outbox_drops_the_oldest_when_full() -> None:
     outbox.put([1, 2, 3], "x")
     assert len(outbox) == 2
     assert "ovpn_bot_messages_dropped_total 1" in "\n".join(metrics.render())
-
-
-def _run_bot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / ".venv/bin/ovpn-telegram-bot")], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-
-
-def _env(tmp_path: Path, fake: FakeBotApi, token: str) -> dict[str, str]:
-    (tmp_path / "token").write_text(token)
-    return {"OVPN_TELEGRAM_TOKEN_FILE": str(tmp_path / "token"), "OVPN_TELEGRAM_OWNER_USER_ID": "1",
-            "OVPN_TELEGRAM_LISTEN": "127.0.0.1:0", "OVPN_TELEGRAM_API_BASE_URL": fake.base_url}  # fmt: skip
-
-
-def test_an_empty_token_file_stops_the_bot_with_one_line(tmp_path: Path, fake: FakeBotApi) -> None:
-    result = _run_bot(_env(tmp_path, fake, "\n"))
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [f"ovpn-telegram-bot: the bot token file {tmp_path / 'token'} is "
-                                                  "empty: run `ovpn server monitor telegram-setup`"]  # fmt: skip
-
-
-def test_a_rejected_token_stops_the_bot_without_showing_it(tmp_path: Path, fake: FakeBotApi) -> None:
-    wrong = "111111:wrong-SECRET-token"
-    result = _run_bot(_env(tmp_path, fake, wrong))
-    assert result.returncode == 1
-    assert "Telegram rejected the bot token" in result.stderr
-    assert wrong not in result.stderr + result.stdout

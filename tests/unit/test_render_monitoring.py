@@ -265,6 +265,7 @@ def test_named_alerts_exist(vpn: Bundle, proxy: Bundle) -> None:
         "OvpnXrayApiDown",
         "OvpnAgentCollectorStale",
         "OvpnCertExpirySoon",
+        "OvpnCertUnreadable",
         "OvpnTelegramBotDown",
         "OvpnTelegramApiUnreachable",
         "OvpnTelegramBotMisconfigured",
@@ -318,6 +319,7 @@ def test_agent_bot_and_certificate_alerts(vpn: Bundle) -> None:
     assert rules["OvpnXrayApiDown"]["expr"] == "ovpn_agent_xray_api_up == 0"
     assert "ovpn_agent_collector_last_success_timestamp_seconds" in rules["OvpnAgentCollectorStale"]["expr"]
     assert "ovpn_agent_cert_expiry_timestamp_seconds" in rules["OvpnCertExpirySoon"]["expr"]
+    assert rules["OvpnCertUnreadable"]["expr"] == "ovpn_agent_cert_check_failing == 1"
     assert rules["OvpnTelegramBotDown"]["expr"] == 'up{job="ovpn-telegram-bot"} == 0'
     assert rules["OvpnTelegramApiUnreachable"]["expr"] == "ovpn_bot_telegram_reachable == 0"
     assert rules["OvpnTelegramBotMisconfigured"]["expr"] == "ovpn_bot_configured == 0"

@@ -2,8 +2,10 @@
 each scrape) and publishes the result for /metrics and /health.
 
 `ovpn_agent_cert_expiry_timestamp_seconds` is notAfter as Unix time, or 0 when no certificate is configured or
-it cannot be read: the rendered alerts and the Agent dashboard treat 0 as "not configured" and stay quiet. An
-empty file is "not configured" too, so that Compose can mount /dev/null when the operator names no certificate.
+it cannot be read: the rendered expiry alerts and the Agent dashboard treat 0 as "not configured" and stay quiet.
+An empty file is "not configured" too, so that Compose can mount /dev/null when the operator names no certificate.
+A file that is named but cannot be read or parsed sets `ovpn_agent_cert_check_failing` to 1 instead, which has its
+own alert.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CHECK_INTERVAL_SECONDS = 600.0
 MAX_FILE_BYTES = 1024 * 1024  # a fullchain is a few KiB
 EXPIRY_METRIC = "ovpn_agent_cert_expiry_timestamp_seconds"
 CHECKS_METRIC = "ovpn_agent_cert_checks_total"
+FAILING_METRIC = "ovpn_agent_cert_check_failing"
 RESULTS = ("ok", "error", "not_configured")
 
 log = logging.getLogger("ovpn-agent")
@@ -110,6 +113,11 @@ class CertCheck:
             EXPIRY_METRIC,
             "notAfter of the watched TLS certificate as Unix time; 0 = not configured or unreadable.",
             self.status.expiry_timestamp,
+        )
+        self.metrics.gauge(
+            FAILING_METRIC,
+            "1 while the last check of the watched certificate file failed (the expiry alerts are blind then).",
+            int(self.status.result == "error"),
         )
 
     def check(self) -> CertStatus:

@@ -342,6 +342,15 @@ def certificate_group(server: str) -> AlertGroup:
                 f"{server}: TLS certificate has expired",
                 f"The TLS certificate watched by ovpn-agent on {server} has expired; renew it and redeploy.",
             ),
+            Alert(
+                "OvpnCertUnreadable",
+                "ovpn_agent_cert_check_failing == 1",
+                "15m",
+                "warning",
+                f"{server}: the watched TLS certificate cannot be read",
+                f"ovpn-agent on {server} cannot read or parse the certificate file it watches, so the expiry "
+                "alerts are blind; the agent's /health says why (fix the file or `ovpn server set --agent-cert-file`).",
+            ),
         ),
     )
 
