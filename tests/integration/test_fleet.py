@@ -132,7 +132,12 @@ def test_seed_rollout_backend_first_then_proxy(op: Operator, fleet_lab: FleetLab
 def test_doctor_passes_on_the_deployed_topology(op: Operator) -> None:
     for name in ("vpn-nl", "vpn-de", "proxy-ru"):
         report = doctor(op, name, expect_exit=0)
-        assert {c["status"] for c in report.values()} <= {"pass"}, report
+        # Monitoring is optional and not started yet: a skip that names the command, not a warning.
+        assert report.pop("monitoring") == {
+            "name": "monitoring", "status": "skip", "message": "not started: this host raises no alerts",
+            "hint": f"ovpn server monitor up {name}",
+        }  # fmt: skip
+        assert {c["status"] for c in report.values()} == {"pass"}, report
     assert doctor(op, "vpn-nl", expect_exit=0)["relay identity"]["status"] == "pass"
     assert "vpn-nl UP" in doctor(op, "proxy-ru", expect_exit=0)["backend pool"]["message"]
 

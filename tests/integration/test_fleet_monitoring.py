@@ -115,7 +115,8 @@ def test_monitor_status_shows_the_services_and_prometheus_targets(op: Operator) 
     while True:
         code, doc = monitor_status(op)
         targets = {t["job"]: t["health"] for t in (doc["prometheus"] or {}).get("targets", [])}
-        if (code == 0 and targets.get("haproxy") == "up") or time.monotonic() > deadline:
+        every_target_up = "haproxy" in targets and set(targets.values()) == {"up"}
+        if (code == 0 and every_target_up) or time.monotonic() > deadline:
             break
         time.sleep(3)
     assert code == 0, json.dumps(doc, indent=2)
@@ -131,6 +132,34 @@ def test_monitor_status_shows_the_services_and_prometheus_targets(op: Operator) 
     assert "ovpn-telegram-bot" not in targets
     assert doc["prometheus"]["targets_up"] == len(targets)
     assert isinstance(doc["prometheus"]["alerts_firing"], list)
+
+
+def doctor_checks(op: Operator) -> tuple[int, dict[str, dict[str, str]]]:
+    result = op.run("doctor", PROXY, "--json")
+    assert result.stdout, result.stderr
+    return result.returncode, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_doctor_checks_the_running_stack_and_lists_firing_alerts(op: Operator) -> None:
+    code, status = monitor_status(op)
+    assert code == 0, status
+    exit_code, checks = doctor_checks(op)
+    # No backend is attached in this module: the pool warns (exit 1), monitoring itself passes.
+    assert exit_code == 1 and checks["backend pool"]["status"] == "warn", checks
+    assert checks["monitoring"]["status"] == "pass", checks["monitoring"]
+    assert checks["monitoring"]["message"].startswith(
+        f"{len(MONITORING)} services ready, Prometheus scrapes "
+    )
+    # The alerts check reports what Prometheus reports (read again: an alert may have changed state since).
+    firing = set(monitor_status(op)[1]["prometheus"]["alerts_firing"]) | set(
+        status["prometheus"]["alerts_firing"]
+    )
+    alerts = checks["alerts"]
+    if alerts["status"] == "pass":
+        assert alerts["message"] == "no alert is firing"
+    else:
+        assert alerts["status"] == "warn" and alerts["message"].startswith("firing: "), alerts
+        assert set(alerts["message"].removeprefix("firing: ").split(", ")) <= firing, (alerts, firing)
 
 
 def test_a_deploy_keeps_monitoring_running_and_the_bot_at_zero(op: Operator, fleet_lab: FleetLab) -> None:
@@ -155,6 +184,7 @@ def test_monitor_down_removes_only_monitoring_and_keeps_the_data(op: Operator, f
     assert set(VOLUMES) <= volumes(fleet_lab, PROXY)
     code, doc = monitor_status(op)
     assert code == 1 and "prometheus: missing" in doc["problems"]
+    assert doctor_checks(op)[1]["monitoring"]["status"] == "skip"
     # A deploy now leaves monitoring off.
     op.ok("deploy", PROXY, "--force", "--pull", "never")
     assert set(containers(fleet_lab, PROXY)) == set(RUNTIME)
@@ -182,6 +212,10 @@ def test_a_service_that_dies_fails_monitor_up_with_its_name_and_logs(
         assert "path.procfs" in result.stderr  # Alertmanager's complaint about the flag, from the logs
         assert elapsed < 100, "a dead service must fail the wait at once, not at the timeout"
         print(f"\nmonitor up failed on the dead service after {elapsed:.1f}s")
+        exit_code, checks = doctor_checks(op)
+        assert exit_code == 1 and checks["monitoring"]["status"] == "warn", checks["monitoring"]
+        assert "node-exporter: " in checks["monitoring"]["message"]
+        assert checks["monitoring"]["hint"] == f"ovpn server monitor status {PROXY}"
     finally:
         op.ok("server", "monitor", "down", PROXY)
         op.ok("server", "set", PROXY, "--image", f"node-exporter={MONITORING_IMAGES['node-exporter']}")

@@ -18,6 +18,7 @@ from ovpn.geodata.cache import resolve_geodata
 from ovpn.ops.app import App
 from ovpn.ops.deploy import live_config_has_relay, probe_in_agent, required_services
 from ovpn.ops.host import RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR, Host, connect
+from ovpn.ops.monitor import inspect as inspect_monitoring
 from ovpn.ops.render import RenderedServer, proxy_preset, render_server
 from ovpn.render.bundle import bundle_digest
 from ovpn.render.names import HAPROXY_METRICS_PORT, POOL_BACKEND
@@ -170,6 +171,35 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
                                 listing, "" if up else "every backend is down: foreign traffic fails closed"))  # fmt: skip
 
 
+def _monitoring(host: Host, checks: list[Check]) -> None:
+    """The optional monitoring stack: not started is a skip with the command that starts it; once started, its
+    services and Prometheus' targets must be healthy (a warning otherwise), and firing alerts are listed."""
+    name = host.server.name
+    if host.live_release() is None:
+        return  # the files check failed already; monitoring runs next to a release
+    found = inspect_monitoring(host)
+    if all(s.state == "missing" for s in found.services):
+        checks.append(Check("monitoring", "skip", "not started: this host raises no alerts",
+                            f"ovpn server monitor up {name}"))  # fmt: skip
+        return
+    view = found.prometheus
+    if found.problems:
+        checks.append(
+            Check("monitoring", "warn", "; ".join(found.problems), f"ovpn server monitor status {name}")
+        )
+    else:
+        ready = sum(1 for s in found.services if s.ready)
+        targets = f", Prometheus scrapes {view.count('up')} targets" if view else ""
+        checks.append(Check("monitoring", "pass", f"{ready} services ready{targets}"))
+    if view is not None:
+        checks.append(Check(
+            "alerts", "warn" if view.firing else "pass",
+            f"firing: {', '.join(view.firing)}" if view.firing else "no alert is firing",
+            "each alert is explained in docs/monitoring.md; Alertmanager relays them to the bot" if view.firing
+            else "",
+        ))  # fmt: skip
+
+
 def doctor(app: App, name: str, progress: Callable[[str], None]) -> list[Check]:
     with app.reading() as repo:
         server = repo.server(name)
@@ -182,12 +212,15 @@ def doctor(app: App, name: str, progress: Callable[[str], None]) -> list[Check]:
         with connect(app, server) as ssh:
             ssh.run(["true"], timeout=30)
             checks.append(Check("ssh", "pass", f"connected to {ssh.target.label}"))
-            _remote(Host(ssh, server), rendered, attached_to, checks)
+            host = Host(ssh, server)
+            _remote(host, rendered, attached_to, checks)
+            progress("monitoring")
+            _monitoring(host, checks)
     except OvpnError as e:
         if not any(c.name == "ssh" for c in checks):
             checks.append(Check("ssh", "fail", e.message, e.hint))
             for remote in ("sudo", "docker", "compose", "files", "services", "xray config test", "agent health",
-                           "disk"):  # fmt: skip
+                           "disk", "monitoring"):  # fmt: skip
                 checks.append(Check(remote, "skip", "skipped: no SSH connection"))
         else:
             checks.append(Check("remote", "fail", e.message, e.hint))

@@ -317,16 +317,24 @@ def status(app: App, name: str) -> MonitorStatus:
     with connect(app, server) as ssh:
         host = Host(ssh, server)
         _require_release(host)
-        configured = host.bot_configured()
-        states = _states(host, configured)
-        view: PrometheusView | None = None
-        error = ""
-        if any(s.service == "prometheus" and s.state == "running" for s in states):
-            try:
-                view = prometheus_view(host)
-            except OvpnError as e:
-                error = e.message
-        return MonitorStatus(name, configured, states, view, error, problems(states, view, configured))
+        return inspect(host)
+
+
+def inspect(host: Host) -> MonitorStatus:
+    """The monitoring services' containers and, while Prometheus runs, its targets and alerts (`monitor status`
+    and doctor)."""
+    configured = host.bot_configured()
+    states = _states(host, configured)
+    view: PrometheusView | None = None
+    error = ""
+    if any(s.service == "prometheus" and s.state == "running" for s in states):
+        try:
+            view = prometheus_view(host)
+        except OvpnError as e:
+            error = e.message
+    return MonitorStatus(
+        host.server.name, configured, states, view, error, problems(states, view, configured)
+    )
 
 
 def prometheus_view(host: Host) -> PrometheusView:
