@@ -5,13 +5,15 @@
 * service images loaded into each host's inner engine: a Debian runtime with Python and HAProxy (the agent's
   base image and the HAProxy image) and an Xray image built FROM scratch around the Go-built binary, running as
   the same non-root user as the official image;
-* the monitoring images: Debian's own Prometheus, Alertmanager and node exporter (entrypoint = the binary, so
-  the rendered `command:` flags apply unchanged), and two clearly named stand-ins for what Debian does not
-  package (Grafana, cAdvisor): small HTTP servers on the runtime image (`tests/fleetlab/standin.py`).
+* the monitoring images: Debian's own Prometheus, Alertmanager and node exporter, and cAdvisor built from its Go
+  library (`tests/tools/cadvisor`, by .ci/install-tools), each with the binary as entrypoint so that the
+  rendered `command:` flags apply unchanged; and a clearly named stand-in for Grafana, which is neither
+  packaged nor built here: a small HTTP server on the runtime image (`tests/fleetlab/standin.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -28,18 +30,30 @@ MONITORING_BASE_IMAGE = "ovpn-fleetlab/monitoring-base:bookworm-2"
 PROMETHEUS_IMAGE = "ovpn-fleetlab/prometheus:bookworm-2"
 ALERTMANAGER_IMAGE = "ovpn-fleetlab/alertmanager:bookworm-2"
 NODE_EXPORTER_IMAGE = "ovpn-fleetlab/node-exporter:bookworm-2"
-GRAFANA_STANDIN_IMAGE = "ovpn-fleetlab/grafana-standin:1"
-CADVISOR_STANDIN_IMAGE = "ovpn-fleetlab/cadvisor-standin:1"
+GRAFANA_STANDIN_IMAGE = "ovpn-fleetlab/grafana-standin:2"
+CADVISOR_LIBRARY_VERSION = "0.49.1"  # tests/tools/cadvisor/go.mod
+CADVISOR_BINARY = tools_dir() / "bin" / "cadvisor-lab"
+
+
+def _cadvisor_digest() -> str:
+    """The built binary's digest, which the image tag carries so that a rebuilt binary is a new image
+    ("missing" until .ci/install-tools has built it; ensure_images then says so)."""
+    if not CADVISOR_BINARY.is_file():
+        return "missing"
+    return hashlib.sha256(CADVISOR_BINARY.read_bytes()).hexdigest()[:12]
+
+
+CADVISOR_IMAGE = f"ovpn-fleetlab/cadvisor:{CADVISOR_LIBRARY_VERSION}-{_cadvisor_digest()}-setuid"
 # `server add --image SERVICE=REF` for every monitoring service the lab can run (the bot is not built yet).
 MONITORING_IMAGES = {
     "prometheus": PROMETHEUS_IMAGE,
     "alertmanager": ALERTMANAGER_IMAGE,
     "node-exporter": NODE_EXPORTER_IMAGE,
     "grafana": GRAFANA_STANDIN_IMAGE,
-    "cadvisor": CADVISOR_STANDIN_IMAGE,
+    "cadvisor": CADVISOR_IMAGE,
 }
 SERVICE_IMAGES = (RUNTIME_IMAGE, HAPROXY_IMAGE, XRAY_IMAGE, *MONITORING_IMAGES.values())
-SAVED_SERVICE_IMAGES = "service-images-3.tar"
+SAVED_SERVICE_IMAGES = f"service-images-6-{_cadvisor_digest()}.tar"
 
 HOST_PACKAGES = "openssh-server,sudo,docker.io,iproute2,procps,ca-certificates,iptables"
 RUNTIME_PACKAGES = "python3,python3-pip,haproxy,ca-certificates"
@@ -51,7 +65,6 @@ _MONITORING_BINARIES = {
     ALERTMANAGER_IMAGE: ("/usr/bin/prometheus-alertmanager", "/alertmanager"),
     NODE_EXPORTER_IMAGE: ("/usr/bin/prometheus-node-exporter", ""),
 }
-_STANDINS = {GRAFANA_STANDIN_IMAGE: "grafana", CADVISOR_STANDIN_IMAGE: "cadvisor"}
 
 HOST_INIT = r"""#!/bin/sh
 # Lab host init: fresh SSH host keys, cgroups writable for the inner engine, dockerd, then sshd in the foreground.
@@ -185,6 +198,8 @@ def ensure_images(engine: Engine, xray_binary: Path) -> Path:
     _ensure_monitoring_images(engine)
     saved = tools_dir() / "fleetlab" / SAVED_SERVICE_IMAGES
     if not saved.exists():
+        for stale in saved.parent.glob("service-images-*.tar"):
+            stale.unlink()
         partial = saved.with_suffix(".partial")
         engine.docker("save", "-o", str(partial), *SERVICE_IMAGES, timeout=900)
         partial.rename(saved)
@@ -206,13 +221,26 @@ def _ensure_monitoring_images(engine: Engine) -> None:
             image,
             f'FROM {MONITORING_BASE_IMAGE}\n{prepare}USER nobody\n{workdir}ENTRYPOINT ["{binary}"]\n',
         )
-    standin = Path(__file__).with_name("standin.py")
-    for image, kind in _STANDINS.items():
-        if not _has_image(engine, image):
-            _build(
-                engine,
-                image,
-                f"FROM {RUNTIME_IMAGE}\nCOPY standin.py /usr/local/bin/ovpn-lab-standin\nUSER nobody\n"
-                f'ENTRYPOINT ["python3", "/usr/local/bin/ovpn-lab-standin", "{kind}"]\n',
-                {"standin.py": standin},
-            )
+    if not _has_image(engine, GRAFANA_STANDIN_IMAGE):
+        _build(
+            engine,
+            GRAFANA_STANDIN_IMAGE,
+            f"FROM {RUNTIME_IMAGE}\nCOPY standin.py /usr/local/bin/ovpn-lab-standin\nUSER nobody\n"
+            'ENTRYPOINT ["python3", "/usr/local/bin/ovpn-lab-standin"]\n',
+            {"standin.py": Path(__file__).with_name("standin.py")},
+        )
+    if not _has_image(engine, CADVISOR_IMAGE):
+        if not CADVISOR_BINARY.is_file():
+            raise RuntimeError(f"{CADVISOR_BINARY} is missing: run .ci/install-tools")
+        # The service is rendered privileged, and runc cannot start a privileged container as root inside a lab
+        # host: this machine withholds CAP_SYS_RESOURCE, so no lab host has it to hand on. So the container
+        # starts as `nobody` and the binary is setuid root: cAdvisor then runs as root with every capability
+        # the host has, as the official image does, and reads the engine's socket and /var/lib/docker.
+        _build(
+            engine,
+            CADVISOR_IMAGE,
+            f"FROM {MONITORING_BASE_IMAGE}\nCOPY cadvisor-lab /usr/bin/cadvisor\n"
+            "RUN chown 0:0 /usr/bin/cadvisor && chmod 4755 /usr/bin/cadvisor\nUSER 65534:65534\n"
+            'ENTRYPOINT ["/usr/bin/cadvisor", "-logtostderr"]\n',
+            {"cadvisor-lab": CADVISOR_BINARY},
+        )

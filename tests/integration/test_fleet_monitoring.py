@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -24,6 +25,9 @@ PROXY = "proxy-ru"
 FRESH = "vpn-de"  # never deployed by this module's operator
 MONITORING = ("prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor")
 RUNTIME = ("xray", "haproxy", "ovpn-agent")
+# Containers the rendered container alerts watch on a proxy (the bot is not set up in this module).
+WATCHED = ("ovpn-xray", "ovpn-haproxy", "ovpn-agent", "ovpn-prometheus", "ovpn-alertmanager", "ovpn-grafana",
+           "ovpn-node-exporter", "ovpn-cadvisor")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +136,27 @@ def test_monitor_status_shows_the_services_and_prometheus_targets(op: Operator) 
     assert "ovpn-telegram-bot" not in targets
     assert doc["prometheus"]["targets_up"] == len(targets)
     assert isinstance(doc["prometheus"]["alerts_firing"], list)
+
+
+def test_cadvisor_reports_the_hosts_containers_by_name(fleet_lab: FleetLab) -> None:
+    """The real cAdvisor (its library, tests/tools/cadvisor) in the host's Compose project, with the rendered
+    flags, reads the host engine's containers: the series the container alerts select by `name` exist."""
+    query = urllib.parse.urlencode({"query": f'container_last_seen{{name=~"{"|".join(WATCHED)}"}}'})
+    url = f"http://127.0.0.1:9090/api/v1/query?{query}"
+    deadline = time.monotonic() + 90
+    while True:
+        doc = json.loads(fleet_lab.exec(PROXY, "docker", "exec", "ovpn-prometheus", "wget", "-qO-", url))
+        names = {row["metric"]["name"] for row in doc["data"]["result"]}
+        if names == set(WATCHED) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    logs = fleet_lab.exec(PROXY, "sh", "-c", "docker logs --tail 30 ovpn-cadvisor 2>&1", check=False)
+    assert names == set(WATCHED), f"{names}\ncAdvisor's log:\n{logs}"
+    # cAdvisor's own /metrics: the CPU counter the restart alerts count resets of, per container.
+    metrics = fleet_lab.exec(
+        PROXY, "docker", "exec", "ovpn-cadvisor", "wget", "-qO-", "http://127.0.0.1:8080/metrics"
+    )
+    assert "container_cpu_usage_seconds_total{" in metrics and 'name="ovpn-haproxy"' in metrics
 
 
 def doctor_checks(op: Operator) -> tuple[int, dict[str, dict[str, str]]]:
