@@ -415,6 +415,11 @@ def test_a_dead_pool_fires_through_to_the_webhook_and_resolves(stack: Stack) -> 
         wait_for(lambda: [c for c in stack.bot_api.calls("sendMessage") if POOL_DOWN in c.text
                           and c.params.get("chat_id") in (NOTIFY_CHAT, str(NOTIFY_CHAT))],
                  timeout=30, what="the message in the notify chat")  # fmt: skip
+        # The owner's Doctor screen reads the same alert from Prometheus (OVPN_TELEGRAM_PROMETHEUS_URL).
+        stack.bot_api.inject_message(OWNER, "/doctor")
+        doctor = stack.bot_api.sent_to(OWNER, f"Doctor {SERVER}", timeout=30)
+        firing_line = [line for line in doctor.text.splitlines() if "firing alerts: " in line]
+        assert len(firing_line) == 1 and POOL_DOWN in firing_line[0], doctor.text
     finally:
         for name in (PRIMARY, BACKUP):
             stack.start_backend(name)
