@@ -510,7 +510,24 @@ def test_the_bundles_wheels_install_without_an_index_and_the_agent_runs(
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    # The same wheels run the Telegram bot: every import resolves offline, and it stops at its own config check.
-    bot = subprocess.run([str(venv / "bin/ovpn-telegram-bot")], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    assert bot.returncode == 2 and "OVPN_TELEGRAM_TOKEN_FILE is not set" in bot.stderr, bot.stderr
+    # The same wheels run the Telegram bot: every import resolves offline, and without a configuration it waits
+    # in standby, saying why on /health.
+    bot_port = free_port()
+    bot = subprocess.Popen([str(venv / "bin/ovpn-telegram-bot")], cwd=tmp_path, stderr=subprocess.PIPE,
+                           env={"PATH": "/usr/bin:/bin", "OVPN_TELEGRAM_LISTEN": f"{LOOPBACK}:{bot_port}"})  # fmt: skip
+    try:
+
+        def standby() -> Any:
+            try:
+                urllib.request.urlopen(f"http://{LOOPBACK}:{bot_port}/health", timeout=5)
+            except urllib.error.HTTPError as e:
+                return json.loads(e.read()) if e.code == 503 else None
+            except OSError:
+                assert bot.poll() is None, bot.stderr.read() if bot.stderr else b""
+            return None
+
+        reported = wait_for(standby, timeout=30, what="the installed bot's standby /health")
+        assert reported == {"status": "misconfigured", "reason": "OVPN_TELEGRAM_TOKEN_FILE is not set"}
+    finally:
+        bot.terminate()
+        assert bot.wait(timeout=15) == 0
