@@ -81,14 +81,25 @@ def revisions(op: Operator, name: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in rows]
 
 
-def test_existing_backends_are_initialised(op: Operator, fleet_lab: FleetLab) -> None:
+def test_an_existing_backend_is_initialised(op: Operator, fleet_lab: FleetLab) -> None:
+    # A small file system for the releases, for the full-disk test further down.
     fleet_lab.exec("vpn-de", "mkdir", "-p", "/opt/ovpn-releases")
     fleet_lab.exec("vpn-de", "mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", "/opt/ovpn-releases")
-    for name in ("vpn-nl", "vpn-de"):
-        out = op.ok("server", "init", name, "--accept-new-host-key", "--pull", "never")
-        assert f"{name}: deployed" in out
-        assert services(op, name) == {"xray": "running", "ovpn-agent": "running"}
-        assert revisions(op, name)[-1][1] == "ok"
+    out = op.ok("server", "init", "vpn-de", "--accept-new-host-key", "--pull", "never")
+    assert "vpn-de: deployed" in out
+    assert services(op, "vpn-de") == {"xray": "running", "ovpn-agent": "running"}
+    assert revisions(op, "vpn-de")[-1][1] == "ok"
+
+
+def test_a_deploy_prepares_a_host_that_server_init_never_saw(op: Operator, fleet_lab: FleetLab) -> None:
+    """`deploy` alone on a host with Docker but nothing of ovpn's: it creates what it needs."""
+    absent = "for d in /opt/ovpn /opt/ovpn-releases; do test -e $d || echo absent; done"
+    assert fleet_lab.exec("vpn-nl", "sh", "-c", absent).split() == ["absent", "absent"]
+    out = op.ok("deploy", "vpn-nl", "--accept-new-host-key", "--pull", "never")
+    assert "vpn-nl: deployed" in out
+    assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
+    assert [result for _, result in revisions(op, "vpn-nl")] == ["ok"]
+    assert fleet_lab.exec("vpn-nl", "readlink", "/opt/ovpn").startswith("/opt/ovpn-releases/")
 
 
 def test_the_proxy_initialises_before_any_backend_and_fails_closed(op: Operator) -> None:
