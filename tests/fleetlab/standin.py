@@ -1,4 +1,4 @@
-"""Lab stand-in for Grafana, which cannot be built or installed here: a tiny HTTP server.
+"""Lab stand-in for Grafana, which is neither packaged for Debian 12 nor built here: a tiny HTTP server.
 
 It is NOT Grafana. It only answers what ovpn asks in the fleet lab, so that the rendered monitoring Compose file
 runs unchanged: `/api/health` on 3000. Arguments (the rendered `command:`, if any) are ignored. Standard library

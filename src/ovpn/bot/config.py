@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+DEFAULT_LISTEN = "0.0.0.0:8080"
 DEFAULT_POLL_TIMEOUT = 30
 DEFAULT_RESTART_TIMEOUT = 45.0
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
@@ -153,7 +154,7 @@ def parse_config(env: Mapping[str, str]) -> BotConfig:
         if (url := _url(env.get(variable, ""), variable))
     )
     return BotConfig(
-        listen=parse_listen(env.get("OVPN_TELEGRAM_LISTEN", "0.0.0.0:8080")),
+        listen=parse_listen(env.get("OVPN_TELEGRAM_LISTEN", DEFAULT_LISTEN)),
         token_file=Path(token_file),
         server_name=env.get("OVPN_TELEGRAM_SERVER_NAME", "").strip() or "server",
         server_role=role,

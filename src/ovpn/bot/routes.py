@@ -6,6 +6,7 @@ import json
 import logging
 import time
 
+from ovpn.agent.metrics import Registry
 from ovpn.bot.alerts import PayloadError, format_alerts, format_event, parse_event, parse_webhook
 from ovpn.bot.http_server import Handler, Response
 from ovpn.bot.runtime import Runtime
@@ -30,10 +31,16 @@ def health_document(rt: Runtime) -> dict[str, object]:
     }
 
 
+def process_gauges(m: Registry, *, configured: bool) -> None:
+    """What the bot exports in either mode: running, and whether its configuration is usable (ovpn.bot.standby)."""
+    m.gauge("ovpn_bot_up", "The bot process is running.", 1)
+    m.gauge("ovpn_bot_configured", "Whether the bot's configuration is usable (0: see /health for why).",
+            int(configured))  # fmt: skip
+
+
 def metrics_text(rt: Runtime) -> str:
     m = rt.metrics
-    m.gauge("ovpn_bot_up", "The bot process is running.", 1)
-    m.gauge("ovpn_bot_configured", "Whether the bot's configuration is usable (0: see /health for why).", 1)
+    process_gauges(m, configured=True)
     m.gauge("ovpn_bot_telegram_reachable", "Whether the Bot API answered the last request.",
             int(bool(rt.health.reachable)))  # fmt: skip
     m.gauge("ovpn_bot_telegram_consecutive_failures", "Bot API requests failed in a row.",

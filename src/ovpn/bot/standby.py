@@ -13,10 +13,10 @@ from collections.abc import Mapping
 
 from ovpn.agent.metrics import Registry
 from ovpn.bot import http_server
-from ovpn.bot.config import ConfigError, parse_listen
+from ovpn.bot.config import DEFAULT_LISTEN, ConfigError, parse_listen
 from ovpn.bot.http_server import Handler, Response
+from ovpn.bot.routes import process_gauges
 
-DEFAULT_LISTEN = "0.0.0.0:8080"
 STATUS = "misconfigured"
 
 
@@ -30,8 +30,7 @@ def listen_address(env: Mapping[str, str]) -> tuple[str, int]:
 
 def metrics_text() -> str:
     m = Registry()
-    m.gauge("ovpn_bot_up", "The bot process is running.", 1)
-    m.gauge("ovpn_bot_configured", "Whether the bot's configuration is usable (0: see /health for why).", 0)
+    process_gauges(m, configured=False)
     return "\n".join(m.render()) + "\n"
 
 

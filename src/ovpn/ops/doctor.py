@@ -75,7 +75,8 @@ def _local(app: App, server: Server, checks: list[Check]) -> RenderedServer | No
     return rendered
 
 
-def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str], checks: list[Check]) -> None:
+def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str], checks: list[Check]) -> bool:
+    """The host's checks; True when it has a live release (the monitoring checks need one)."""
     ssh, server = host.ssh, host.server
 
     def run(argv: list[str], timeout: int = 60) -> tuple[bool, str]:
@@ -86,7 +87,7 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
     checks.append(Check("sudo", "pass" if ok else "fail", "passwordless sudo works" if ok else out,
                         "" if ok else "allow `sudo -n` for the SSH user (the Ansible bootstrap does)"))  # fmt: skip
     if not ok:
-        return
+        return False
     ok, out = run(["docker", "version", "--format", "{{.Server.Version}}"])
     checks.append(Check("docker", "pass" if ok else "fail", f"Docker Engine {out}" if ok else out,
                         "" if ok else f"run `ovpn server init {server.name}`"))  # fmt: skip
@@ -97,7 +98,7 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
     if live is None:
         checks.append(Check("files", "fail", f"{RUNTIME_DIR} holds no ovpn release",
                             f"run `ovpn server init {server.name}`"))  # fmt: skip
-        return
+        return False
     required = ["docker-compose.yml", ".env", "xray/config.json", RELEASE_MARKER]
     if server.is_proxy:
         required += ["haproxy/haproxy.cfg", "geodata/geosite.dat", "geodata/geoip.dat"]
@@ -169,14 +170,13 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
             listing = ", ".join(f"{n} {s}" for n, s in sorted(states.items()))
             checks.append(Check("backend pool", "pass" if len(up) == len(states) else "warn" if up else "fail",
                                 listing, "" if up else "every backend is down: foreign traffic fails closed"))  # fmt: skip
+    return True
 
 
 def _monitoring(host: Host, checks: list[Check]) -> None:
     """The optional monitoring stack: not started is a skip with the command that starts it; once started, its
     services and Prometheus' targets must be healthy (a warning otherwise), and firing alerts are listed."""
     name = host.server.name
-    if host.live_release() is None:
-        return  # the files check failed already; monitoring runs next to a release
     found = inspect_monitoring(host)
     if all(s.state == "missing" for s in found.services):
         checks.append(Check("monitoring", "skip", "not started: this host raises no alerts",
@@ -213,9 +213,9 @@ def doctor(app: App, name: str, progress: Callable[[str], None]) -> list[Check]:
             ssh.run(["true"], timeout=30)
             checks.append(Check("ssh", "pass", f"connected to {ssh.target.label}"))
             host = Host(ssh, server)
-            _remote(host, rendered, attached_to, checks)
-            progress("monitoring")
-            _monitoring(host, checks)
+            if _remote(host, rendered, attached_to, checks):
+                progress("monitoring")
+                _monitoring(host, checks)
     except OvpnError as e:
         if not any(c.name == "ssh" for c in checks):
             checks.append(Check("ssh", "fail", e.message, e.hint))
