@@ -15,6 +15,8 @@ DEFAULT_XRAY_VERSION = "26.7.28"
 DEFAULT_REALITY_SERVER_NAME = "www.microsoft.com"
 DEFAULT_PORT = 443
 DEFAULT_QUOTA_BYTES = 300 * 1024**3
+# The largest quota anything accepts (1 PiB): far beyond any real month, well inside int64 and float precision.
+MAX_QUOTA_BYTES = 1024**5
 
 
 @dataclass(frozen=True)
