@@ -9,7 +9,7 @@ from tests.conftest import missing_tool, tool_path
 from tests.support.topology import BACKEND_1, PROXY, PROXY_EMPTY, SOLO, USERS, request
 
 from ovpn.core.links import client_config
-from ovpn.ops.render import write_bundle
+from ovpn.ops.files import write_bundle
 from ovpn.ops.validate import validate_bundle
 from ovpn.render.server_bundle import render_server_bundle
 

@@ -49,26 +49,9 @@ def inventory(ctx: Context, /, as_json: bool, out: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    _write_atomically(out, text)
-    click.echo(f"wrote {len(servers)} host(s) to {out}", err=True)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    import os
-    import tempfile
     from pathlib import Path
 
-    from ovpn.errors import OvpnError
+    from ovpn.ops.files import write_file
 
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise OvpnError(f"cannot write {path}: {target.parent} is not a directory", "create it first")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(Path(out), text.encode(), mode=0o644)
+    click.echo(f"wrote {len(servers)} host(s) to {out}", err=True)

@@ -30,7 +30,8 @@ def config() -> None:
 @click.pass_obj
 def render(ctx: Context, /, server_name: str, out: str, images: tuple[str, ...], as_json: bool) -> None:
     """Write the bundle exactly as it will sit under /opt/ovpn."""
-    from ovpn.ops.render import render_server, write_bundle
+    from ovpn.ops.files import write_bundle
+    from ovpn.ops.render import render_server
     from ovpn.ops.servers import parse_images
     from ovpn.render.bundle import bundle_digest
 
@@ -58,7 +59,8 @@ def render(ctx: Context, /, server_name: str, out: str, images: tuple[str, ...],
 @click.pass_obj
 def validate(ctx: Context, /, server_name: str, as_json: bool) -> None:
     """Render into a temporary directory and run every installed validator on it."""
-    from ovpn.ops.render import render_server, write_bundle
+    from ovpn.ops.files import write_bundle
+    from ovpn.ops.render import render_server
     from ovpn.ops.validate import validate_bundle
 
     rendered = render_server(ctx.app, server_name)

@@ -15,7 +15,8 @@ from ovpn.errors import OvpnError
 from ovpn.geodata.dat import DomainRule, DomainType, write_geoip, write_geosite
 from ovpn.ops import pools, route, servers, users
 from ovpn.ops.app import App
-from ovpn.ops.render import render_server, write_bundle
+from ovpn.ops.files import write_bundle
+from ovpn.ops.render import render_server
 from ovpn.ops.validate import CheckResult, validate_bundle
 
 DEMO_GEOSITE = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from qrcode.image.pure import PyPNGImage
 from ovpn.core.links import client_config, vless_link
 from ovpn.core.model import Server, User
 from ovpn.ops.app import App
+from ovpn.ops.files import ensure_folder, write_file
 
 QR_PNG_PIXELS = 512
 
@@ -60,9 +60,6 @@ def qr_png(data: str) -> bytes:
 
 
 def write_private(path: Path, content: bytes) -> None:
-    """Write a file only its owner can read (links are credentials)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    os.chmod(path, 0o600)
+    """Write a file only its owner can read (links are credentials), creating its folder if missing."""
+    ensure_folder(path.parent)
+    write_file(path, content, mode=0o600)

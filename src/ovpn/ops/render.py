@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from ovpn.core.model import Server
 from ovpn.core.presets import PRESETS, Preset
@@ -104,28 +100,3 @@ def render_server(
         telegram=telegram,
     )
     return RenderedServer(server, render_server_bundle(request), server_images(request), warnings, wheels)
-
-
-def write_bundle(bundle: Bundle, out: Path) -> None:
-    """Write the bundle as it will sit under /opt/ovpn, replacing a previous bundle in `out` atomically."""
-    if out.exists() and any(out.iterdir()) and not (out / "docker-compose.yml").exists():
-        raise OvpnError(
-            f"{out} is not empty and does not hold an ovpn bundle", "choose an empty or new directory"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, f in bundle.items():
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(f.content)
-            os.chmod(target, f.mode)
-        staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
