@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from ovpn.state.db import Database
-from ovpn.state.repo import Repository
-from ovpn.state.secrets import SecretBox, load_or_create_key
+from ovpn.errors import OvpnError
+from ovpn.state.db import Database, lock_timeout_from
+from ovpn.state.repo import Repository, holds_sealed_values, sealed_sample
+from ovpn.state.secrets import ENV_KEY, KEY_FILE, KeyMismatch, SecretBox, create_key, load_key, missing_key
 
 DATA_DIR_ENV = "OVPN_DATA_DIR"
 
@@ -24,19 +25,55 @@ class App:
     def __init__(self, data_dir: Path, env: Mapping[str, str] = os.environ) -> None:
         self.data_dir = data_dir
         self.env = env
+        self._key_settled = False
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.data_dir)
+        return Database(self.data_dir, lock_timeout_from(self.env))
 
     @cached_property
     def box(self) -> SecretBox:
-        return SecretBox(load_or_create_key(self.data_dir, self.env))
+        """Seals and opens secrets. The key is read on first use; only `writing` may create one."""
+        return SecretBox(self._existing_key)
+
+    def _existing_key(self) -> bytes:
+        key = load_key(self.data_dir, self.env)
+        if key is None:
+            raise missing_key(self.data_dir)
+        return key
+
+    def _settle_key(self, repo: Repository) -> None:
+        """Before the first write: make sure the key is the one the state's secrets were sealed with.
+
+        A new key is made only while the state holds no encrypted value; otherwise a lost `secret.key` would be
+        replaced silently and the state would end up sealed under two keys.
+        """
+        if self._key_settled:
+            return
+        sample = sealed_sample(repo.conn)
+        if load_key(self.data_dir, self.env) is None:
+            if sample is not None or holds_sealed_values(repo.conn):
+                raise missing_key(self.data_dir)
+            create_key(self.data_dir)
+        elif sample is not None:
+            stored, context = sample
+            try:
+                self.box.open(stored, context)
+            except KeyMismatch:
+                origin = ENV_KEY if self.env.get(ENV_KEY) else str(self.data_dir / KEY_FILE)
+                raise OvpnError(
+                    f"the secret key from {origin} does not decrypt the secrets already in the state; "
+                    "nothing was written",
+                    f"restore the original {KEY_FILE} into the data directory or set {ENV_KEY} to the original key",
+                ) from None
+        self._key_settled = True
 
     @contextmanager
     def writing(self) -> Iterator[Repository]:
         with self.db.write() as conn:
-            yield Repository(conn, self.box)
+            repo = Repository(conn, self.box)
+            self._settle_key(repo)
+            yield repo
 
     @contextmanager
     def reading(self) -> Iterator[Repository]:

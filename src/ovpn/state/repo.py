@@ -7,9 +7,9 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from ovpn.core.model import Attachment, PoolMember, Server, TelegramSettings, User
+from ovpn.core.model import Attachment, PoolMember, Role, Server, TelegramSettings, User
 from ovpn.errors import OvpnError
-from ovpn.state.secrets import SecretBox
+from ovpn.state.secrets import PREFIX, SecretBox
 
 _SERVER_COLUMNS = (
     "name", "role", "host", "domain", "port", "ssh_user", "ssh_port", "ssh_identity", "xray_version",
@@ -29,12 +29,150 @@ class Revision:
     message: str
 
 
+class _Fields:
+    """Typed reads of one row's columns. A value edited by hand into something else becomes an OvpnError naming the
+    table, row and column, never a ValueError from deep inside. Values are not echoed: some are secrets."""
+
+    def __init__(self, table: str, row: sqlite3.Row, ident: str) -> None:
+        self.table, self.row, self.ident = table, row, ident
+
+    def _bad(self, column: str, expected: str) -> OvpnError:
+        return OvpnError(
+            f"the state has a bad value in {self.table} row {self.ident}, column {column}: expected {expected}",
+            "correct that value (for example with the sqlite3 shell) or restore ovpn.db from a backup",
+        )
+
+    def text(self, column: str) -> str:
+        value = self.row[column]
+        if not isinstance(value, str):
+            raise self._bad(column, "text")
+        return value
+
+    def optional_text(self, column: str) -> str | None:
+        return None if self.row[column] is None else self.text(column)
+
+    def integer(self, column: str, low: int | None = None, high: int | None = None) -> int:
+        value = self.row[column]
+        if type(value) is not int or (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                raise self._bad(column, f"a whole number from {low} to {high}")
+            raise self._bad(column, "a whole number" + (f", {low} or more" if low is not None else ""))
+        return value
+
+    def optional_integer(self, column: str, low: int | None = None) -> int | None:
+        return None if self.row[column] is None else self.integer(column, low)
+
+    def port(self, column: str) -> int:
+        return self.integer(column, 1, 65535)
+
+    def flag(self, column: str) -> bool:
+        value = self.row[column]
+        if type(value) is not int or value not in (0, 1):
+            raise self._bad(column, "0 or 1")
+        return bool(value)
+
+    def role(self, column: str) -> Role:
+        value = self.row[column]
+        if value == "vpn":
+            return "vpn"
+        if value == "proxy":
+            return "proxy"
+        raise self._bad(column, "vpn or proxy")
+
+    def day(self, column: str) -> date | None:
+        value = self.optional_text(column)
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise self._bad(column, "a date YYYY-MM-DD") from None
+
+    def _json(self, column: str, expected: str) -> object:
+        try:
+            return json.loads(self.text(column))
+        except ValueError:
+            raise self._bad(column, expected) from None
+
+    def string_map(self, column: str) -> tuple[tuple[str, str], ...]:
+        expected = 'a JSON object of strings, like {"xray": "image:tag"}'
+        value = self._json(column, expected)
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self._bad(column, expected)
+        return tuple(sorted(value.items()))
+
+    def string_list(self, column: str) -> tuple[str, ...]:
+        expected = 'a JSON list of strings, like ["pilot"]'
+        value = self._json(column, expected)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._bad(column, expected)
+        return tuple(value)
+
+    def integer_list(self, column: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(c) for c in self.text(column).split(",") if c)
+        except ValueError:
+            raise self._bad(column, "whole numbers separated by commas") from None
+
+
+def _server_fields(row: sqlite3.Row) -> _Fields:
+    name = row["name"]
+    return _Fields("servers", row, repr(name) if isinstance(name, str) else f"id {row['id']}")
+
+
+def _user_fields(row: sqlite3.Row) -> _Fields:
+    name = row["username"]
+    return _Fields("users", row, repr(name) if isinstance(name, str) else f"id {row['id']}")
+
+
+def sealed_sample(conn: sqlite3.Connection) -> tuple[str, str] | None:
+    """One encrypted value of the state and its context, to check a key against; None when there is none."""
+    row = conn.execute(
+        "SELECT name, reality_private_key FROM servers WHERE substr(reality_private_key, 1, ?) = ? LIMIT 1",
+        (len(PREFIX), PREFIX),
+    ).fetchone()
+    if row is not None and isinstance(row[0], str):
+        return row[1], _private_key_context(row[0])
+    row = conn.execute(
+        "SELECT s.name, ss.name, ss.value FROM server_secrets ss JOIN servers s ON s.id = ss.server_id "
+        "WHERE substr(ss.value, 1, ?) = ? LIMIT 1",
+        (len(PREFIX), PREFIX),
+    ).fetchone()
+    if row is not None and isinstance(row[0], str) and isinstance(row[1], str):
+        return row[2], _secret_context(row[0], row[1])
+    return None
+
+
+def holds_sealed_values(conn: sqlite3.Connection) -> bool:
+    """Whether any text in any table is an encrypted value (enc:v1:...), wherever a later migration put it."""
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    for table in tables:
+        for column in [c[1] for c in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))]:
+            quoted_table, quoted_column = (f'"{n.replace(chr(34), chr(34) * 2)}"' for n in (table, column))
+            hit = conn.execute(
+                f"SELECT 1 FROM {quoted_table} WHERE substr({quoted_column}, 1, ?) = ? LIMIT 1",  # noqa: S608
+                (len(PREFIX), PREFIX),
+            ).fetchone()
+            if hit is not None:
+                return True
+    return False
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _private_key_context(name: str) -> str:
     return f"servers.reality_private_key:{name}"
+
+
+def _secret_context(server: str, name: str) -> str:
+    return f"secret {name} of {server}"
 
 
 class Repository:
@@ -45,26 +183,28 @@ class Repository:
     # servers
 
     def _server(self, row: sqlite3.Row) -> Server:
+        f = _server_fields(row)
+        name = f.text("name")
         return Server(
-            name=row["name"],
-            role=row["role"],
-            host=row["host"],
-            domain=row["domain"],
-            port=row["port"],
-            ssh_user=row["ssh_user"],
-            ssh_port=row["ssh_port"],
-            ssh_identity=row["ssh_identity"],
-            xray_version=row["xray_version"],
-            reality_private_key=self.box.open(row["reality_private_key"], _private_key_context(row["name"])),
-            reality_public_key=row["reality_public_key"],
-            reality_short_id=row["reality_short_id"],
-            reality_server_name=row["reality_server_name"],
-            reality_target=row["reality_target"],
-            proxy_preset=row["proxy_preset"],
-            relay_uuid=row["relay_uuid"],
-            images=tuple(sorted(json.loads(row["images"]).items())),
-            enabled=bool(row["enabled"]),
-            agent_cert_file=row["agent_cert_file"],
+            name=name,
+            role=f.role("role"),
+            host=f.text("host"),
+            domain=f.text("domain"),
+            port=f.port("port"),
+            ssh_user=f.text("ssh_user"),
+            ssh_port=f.port("ssh_port"),
+            ssh_identity=f.optional_text("ssh_identity"),
+            xray_version=f.text("xray_version"),
+            reality_private_key=self.box.open(f.text("reality_private_key"), _private_key_context(name)),
+            reality_public_key=f.text("reality_public_key"),
+            reality_short_id=f.text("reality_short_id"),
+            reality_server_name=f.text("reality_server_name"),
+            reality_target=f.text("reality_target"),
+            proxy_preset=f.optional_text("proxy_preset"),
+            relay_uuid=f.optional_text("relay_uuid"),
+            images=f.string_map("images"),
+            enabled=f.flag("enabled"),
+            agent_cert_file=f.optional_text("agent_cert_file"),
         )
 
     def _server_values(self, s: Server) -> tuple[object, ...]:
@@ -118,14 +258,17 @@ class Repository:
             "WHERE s.name = ? AND ss.name = ?",
             (server, name),
         ).fetchone()
-        return self.box.open(row["value"], f"secret {name} of {server}") if row else None
+        if row is None:
+            return None
+        value = _Fields("server_secrets", row, f"{name!r} of {server!r}").text("value")
+        return self.box.open(value, _secret_context(server, name))
 
     def set_secret(self, server: str, name: str, value: str) -> None:
         self.conn.execute(
             "INSERT INTO server_secrets (server_id, name, value) "
             "SELECT id, ?, ? FROM servers WHERE name = ? "
             "ON CONFLICT (server_id, name) DO UPDATE SET value = excluded.value",
-            (name, self.box.seal(value, f"secret {name} of {server}"), server),
+            (name, self.box.seal(value, _secret_context(server, name)), server),
         )
 
     # attachments
@@ -140,7 +283,12 @@ class Repository:
             sql += " WHERE p.name = ?"
             args = (proxy,)
         rows = self.conn.execute(sql + " ORDER BY p.name, pb.priority, b.name", args)
-        return [Attachment(r["proxy"], r["backend"], r["priority"]) for r in rows]
+        return [self._attachment(r) for r in rows]
+
+    @staticmethod
+    def _attachment(row: sqlite3.Row) -> Attachment:
+        f = _Fields("proxy_backends", row, f"{row['proxy']!r} -> {row['backend']!r}")
+        return Attachment(f.text("proxy"), f.text("backend"), f.integer("priority"))
 
     def proxies_of(self, backend: str) -> list[str]:
         rows = self.conn.execute(
@@ -194,11 +342,14 @@ class Repository:
             "ORDER BY r.id DESC LIMIT ?",
             (server, limit),
         )
-        return [
-            Revision(r["revision"], r["bundle_sha256"], r["operator"], r["started_at"], r["finished_at"],
-                     r["result"], r["message"])
-            for r in rows
-        ]  # fmt: skip
+        return [self._revision(_Fields("deploy_revisions", r, f"id {r['id']}")) for r in rows]
+
+    @staticmethod
+    def _revision(f: _Fields) -> Revision:
+        return Revision(
+            f.text("revision"), f.text("bundle_sha256"), f.text("operator"), f.text("started_at"),
+            f.optional_text("finished_at"), f.text("result"), f.text("message"),
+        )  # fmt: skip
 
     # telegram
 
@@ -219,8 +370,10 @@ class Repository:
         ).fetchone()
         if row is None:
             return None
-        chats = tuple(int(c) for c in row["notify_chat_ids"].split(",") if c)
-        return TelegramSettings(row["owner_user_id"], chats, row["api_base_url"])
+        f = _Fields("telegram_settings", row, f"of {server!r}")
+        return TelegramSettings(
+            f.integer("owner_user_id"), f.integer_list("notify_chat_ids"), f.text("api_base_url")
+        )
 
     # backups
 
@@ -243,15 +396,16 @@ class Repository:
 
     @staticmethod
     def _user(row: sqlite3.Row) -> User:
+        f = _user_fields(row)
         return User(
-            username=row["username"],
-            uuid=row["uuid"],
-            email=row["email"],
-            enabled=bool(row["enabled"]),
-            expiry=date.fromisoformat(row["expiry_date"]) if row["expiry_date"] else None,
-            quota_bytes=row["quota_bytes"],
-            notes=row["notes"],
-            tags=tuple(json.loads(row["tags"])),
+            username=f.text("username"),
+            uuid=f.text("uuid"),
+            email=f.text("email"),
+            enabled=f.flag("enabled"),
+            expiry=f.day("expiry_date") if row["expiry_date"] != "" else None,
+            quota_bytes=f.optional_integer("quota_bytes", 0),
+            notes=f.text("notes"),
+            tags=f.string_list("tags"),
         )
 
     def find_user(self, username: str) -> User | None:
