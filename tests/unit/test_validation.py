@@ -1,8 +1,13 @@
+import ipaddress
+import math
+import socket
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ovpn.core import validation
+from ovpn.core.model import MAX_PRIORITY, MAX_QUOTA_BYTES, MIN_QUOTA_BYTES
 from ovpn.errors import OvpnError
 
 SHELL_TRICKS = [
@@ -103,3 +108,101 @@ def test_tags_are_deduplicated_and_sorted() -> None:
     assert validation.tags("pilot, batch-1,pilot,") == ("batch-1", "pilot")
     with pytest.raises(OvpnError):
         validation.tags("ok,not ok")
+
+
+# inet_aton's short, decimal, octal and hex forms of IPv4, and names whose last label is a number.
+NUMBER_HOSTS = [
+    "1.2.3",
+    "127.1",
+    "0x7f.1",
+    "2130706433",
+    "017700000001",
+    "999.1.1.1",
+    "1.2.3.4.5",
+    "vpn.0x1",
+    "a.08",
+]
+
+
+@pytest.mark.parametrize("bad", NUMBER_HOSTS)
+def test_hosts_that_read_as_numbers_are_refused(bad: str) -> None:
+    with pytest.raises(OvpnError, match="reads as a number"):
+        validation.hostname(bad)
+
+
+@pytest.mark.parametrize("good", ["vpn.cafe", "x.bad", "1.example", "0x7f.example", "10-0-0-1.nip.example"])
+def test_hex_letters_and_leading_digits_are_still_names(good: str) -> None:
+    assert validation.hostname(good) == good
+
+
+@pytest.mark.parametrize("bad", ["fe80::1%eth0", "fe80::1%;reboot", "::1%$(id)"])
+def test_an_address_with_a_zone_is_refused(bad: str) -> None:
+    with pytest.raises(OvpnError, match="invalid host"):
+        validation.hostname(bad)
+
+
+def _resolver_reads_as_address(name: str) -> bool:
+    try:
+        socket.inet_aton(name)
+    except OSError:
+        pass
+    else:
+        return True
+    try:
+        socket.getaddrinfo(name, None, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        return False
+    return True
+
+
+@example("127.1")
+@example("0x7f.1")
+@example("2130706433")
+@example("1.2.3.4.5")
+@given(st.one_of(st.text(alphabet="0123456789abcdefx.:-%", max_size=24), st.text(max_size=24)))
+def test_an_accepted_host_is_an_address_or_a_name_no_resolver_reads_as_one(text: str) -> None:
+    try:
+        host = validation.hostname(text)
+    except OvpnError:
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        assert not _resolver_reads_as_address(host) and not _resolver_reads_as_address(text)
+        assert not host.rsplit(".", 1)[-1].isdigit()
+    else:
+        assert "%" not in host
+
+
+@pytest.mark.parametrize(
+    ("gb", "expected"), [(0, 0), (300, 300 * 1024**3), (0.001, 1073741), (1024**2, MAX_QUOTA_BYTES)]
+)
+def test_quotas_in_range_become_bytes(gb: float, expected: int) -> None:
+    assert validation.quota_gb(gb) == expected
+
+
+@pytest.mark.parametrize("gb", [-1, math.inf, -math.inf, math.nan, 1e30, 1e300, 1024**2 + 1])
+def test_quotas_out_of_range_are_refused(gb: float) -> None:
+    with pytest.raises(OvpnError, match="invalid quota"):
+        validation.quota_gb(gb)
+
+
+@pytest.mark.parametrize("gb", [1e-12, 0.0009])
+def test_a_positive_quota_under_one_mib_is_refused_not_made_the_default(gb: float) -> None:
+    with pytest.raises(OvpnError, match="less than 1 MiB"):
+        validation.quota_gb(gb)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_an_accepted_quota_is_zero_or_between_one_mib_and_one_pib(gb: float) -> None:
+    try:
+        quota = validation.quota_gb(gb)
+    except OvpnError:
+        return
+    assert quota == 0 or MIN_QUOTA_BYTES <= quota <= MAX_QUOTA_BYTES
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_PRIORITY + 1, 99999999999999999999999])
+def test_priorities_outside_the_bound_are_refused(bad: int) -> None:
+    with pytest.raises(OvpnError, match="invalid priority"):
+        validation.priority(bad)

@@ -18,7 +18,8 @@ class Context:
     @property
     def app(self) -> App:
         if self._app is None:
+            from ovpn.cli.output import warn
             from ovpn.ops.app import App, resolve_data_dir  # imported here to keep start-up fast
 
-            self._app = App(resolve_data_dir(self._data_dir))
+            self._app = App(resolve_data_dir(self._data_dir), warn=warn)
         return self._app

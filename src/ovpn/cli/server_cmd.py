@@ -199,7 +199,11 @@ def backend() -> None:
 @click.option("--proxy", "proxy_name", required=True)
 @click.option("--backend", "backend_name", required=True)
 @click.option(
-    "--priority", type=int, default=100, show_default=True, help="Lower is preferred; the rest are backups."
+    "--priority",
+    type=int,
+    default=100,
+    show_default=True,
+    help="0 to 1000000; lower is preferred, the rest are backups.",
 )
 @json_option
 @click.pass_obj

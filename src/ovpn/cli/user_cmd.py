@@ -67,6 +67,14 @@ def _report(ctx: Any, servers: list[dict[str, str]]) -> None:
         click.echo(f"  {outcome['server']}: {outcome['result']} ({outcome['message']})")
 
 
+def _warn_past_expiry(user: Any) -> None:
+    from ovpn.core.users import past_expiry_warning
+
+    message = past_expiry_warning(user, datetime.now(UTC))
+    if message:
+        warn(message)
+
+
 def _done(ctx: Any, user: Any, verb: str, as_json: bool, reset: bool = False) -> None:
     servers = _live(ctx, user.email if reset else None)
     if as_json:
@@ -86,7 +94,11 @@ def user() -> None:
 @click.option("--uuid", help="VLESS id (generated when omitted).")
 @click.option("--email", help="Stats identity (default USERNAME@global).")
 @click.option("--expiry", help="Last active day, YYYY-MM-DD (UTC).")
-@click.option("--quota-gb", type=float, help="Rolling 30-day quota in GB (default 300).")
+@click.option(
+    "--quota-gb",
+    type=float,
+    help="Rolling 30-day quota in GB (default 300), from 1 MiB (0.001) to 1 PiB (1048576).",
+)
 @click.option("--notes", default="")
 @click.option("--tags", default="", help="Comma-separated tags, e.g. pilot,batch-1.")
 @json_option
@@ -102,7 +114,8 @@ def add(
     tags: str,
     as_json: bool,
 ) -> None:
-    """Add a user."""
+    """Add a user. Usernames and emails are unique without case (as Xray compares them); an expiry already past
+    is saved with a warning."""
     from ovpn.core import validation
     from ovpn.ops.users import add_user
 
@@ -116,6 +129,7 @@ def add(
         notes=notes,
         tags=validation.tags(tags),
     )
+    _warn_past_expiry(created)
     _done(ctx, created, "added", as_json)
 
 
@@ -164,7 +178,9 @@ def expiry_set(ctx: Context, /, username: str, day: str, as_json: bool) -> None:
     from ovpn.core import validation
     from ovpn.ops.users import set_expiry
 
-    _done(ctx, set_expiry(ctx.app, username, validation.iso_date(day)), "set expiry of", as_json)
+    updated = set_expiry(ctx.app, username, validation.iso_date(day))
+    _warn_past_expiry(updated)
+    _done(ctx, updated, "set expiry of", as_json)
 
 
 @user.command("expiry-clear")
@@ -180,7 +196,12 @@ def expiry_clear(ctx: Context, /, username: str, as_json: bool) -> None:
 
 @user.command("quota-set")
 @username_option
-@click.option("--gb", type=float, required=True, help="Rolling 30-day quota in GB; 0 = the default.")
+@click.option(
+    "--gb",
+    type=float,
+    required=True,
+    help="Rolling 30-day quota in GB: 0 = the default, else from 1 MiB (0.001) to 1 PiB (1048576).",
+)
 @json_option
 @click.pass_obj
 def quota_set(ctx: Context, /, username: str, gb: float, as_json: bool) -> None:
@@ -208,10 +229,12 @@ def quota_reset(ctx: Context, /, username: str, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def list_(ctx: Context, /, tag: str | None, server_name: str | None, as_json: bool) -> None:
-    """List users."""
-    from ovpn.ops.users import list_users
+    """List users (and warn about users Xray cannot tell apart, which state from before ovpn 0007 may hold)."""
+    from ovpn.ops.users import identity_clash_warnings, list_users
 
     docs = [_doc(u) for u in list_users(ctx.app, tag)]
+    for line in identity_clash_warnings(ctx.app):
+        warn(line)
     if server_name is not None:
         from ovpn.cli.stats_cmd import HEADERS, user_rows
         from ovpn.ops.users_live import server_stats
@@ -269,6 +292,7 @@ def show(ctx: Context, /, username: str, as_json: bool) -> None:
 @click.option("--qr-file", type=click.Path(dir_okay=False), help="Write the QR code as a PNG (mode 0600).")
 @click.option("--out", type=click.Path(file_okay=False), help="Write links and QR PNGs for --tag here.")
 @click.option("--socks-port", type=int, default=10808, show_default=True, help="SOCKS port for xray-json.")
+@click.option("--force", is_flag=True, help="Also give links of disabled or expired users.")
 @click.pass_obj
 def link(
     ctx: Any,
@@ -280,11 +304,18 @@ def link(
     qr_file: str | None,
     out: str | None,
     socks_port: int,
+    force: bool,
 ) -> None:
-    """Print a user's link to a server (for a proxy: the proxy's entry link)."""
+    """Print a user's link to a server (for a proxy: the proxy's entry link).
+
+    A disabled or expired user's link would not connect: it is refused (exit 1) unless --force. With --tag,
+    the links of active users are written and each disabled or expired one is skipped with a warning; the
+    command then exits 1 if any was skipped (--force writes them all).
+    """
     import json
 
     from ovpn.core import validation
+    from ovpn.core.users import inactive_reason
     from ovpn.errors import OvpnError
     from ovpn.ops.links import client_json, links_for, qr_png, qr_terminal, write_private
 
@@ -293,6 +324,7 @@ def link(
             "give either --username or --tag", "--tag writes every tagged user's link into --out DIR"
         )
     validation.port(socks_port, "socks-port")
+    now = datetime.now(UTC)
     if tag is not None:
         if out is None:
             raise OvpnError("--tag needs --out DIR", "links are credentials; they are written as 0600 files")
@@ -300,7 +332,17 @@ def link(
         if not links:
             raise OvpnError(f"no user has the tag {tag!r}", "see `ovpn user list`")
         directory = Path(out)
+        skipped = []
         for item in links:
+            reason = inactive_reason(item.user, now)
+            if reason:
+                warn(
+                    f"{item.user.username} is {reason}: "
+                    + ("its link will not connect" if force else "skipped")
+                )
+                if not force:
+                    skipped.append(item.user.username)
+                    continue
             stem = f"{item.server.name}-{item.user.username}"
             if fmt == "xray-json":
                 body = json.dumps(client_json(item, socks_port), indent=2) + "\n"
@@ -308,11 +350,22 @@ def link(
             else:
                 write_private(directory / f"{stem}.txt", (item.link + "\n").encode())
                 write_private(directory / f"{stem}.png", qr_png(item.link))
-        click.echo(f"wrote {len(links)} links for tag {tag} to {directory}")
+        click.echo(f"wrote {len(links) - len(skipped)} links for tag {tag} to {directory}")
+        if skipped:
+            raise OvpnError(
+                f"skipped {len(skipped)} disabled or expired users: {', '.join(skipped)}",
+                "their links would not connect; enable them first, or pass --force to write them anyway",
+            )
         return
     (item,) = links_for(ctx.app, server_name, usernames=[str(username)])
-    if not item.user.is_active(datetime.now(UTC)):
-        warn(f"{item.user.username} is disabled or expired: the link will not connect until re-enabled")
+    reason = inactive_reason(item.user, now)
+    if reason and not force:
+        raise OvpnError(
+            f"{item.user.username} is {reason}: the link would not connect",
+            "`ovpn user enable` or `ovpn user expiry-set` first, or pass --force to print it anyway",
+        )
+    if reason:
+        warn(f"{item.user.username} is {reason}: the link will not connect until the user is active again")
     if fmt == "xray-json":
         click.echo(json.dumps(client_json(item, socks_port), indent=2))
         return

@@ -10,6 +10,10 @@ Role = Literal["vpn", "proxy"]
 ROLES: tuple[Role, ...] = ("vpn", "proxy")
 
 RELAY_EMAIL = "proxy-service@cluster"
+# The runtime-only user the agent adds to tell one Xray process from the next (ovpn.agent.collector).
+AGENT_MARKER_EMAIL = "ovpn-agent-marker@local"
+# Emails that belong to ovpn itself and never to a user (compared without case, as Xray compares emails).
+RESERVED_EMAILS = (RELAY_EMAIL, AGENT_MARKER_EMAIL)
 CLIENT_INBOUND_TAG = "vless-reality"
 DEFAULT_XRAY_VERSION = "26.7.28"
 DEFAULT_REALITY_SERVER_NAME = "www.microsoft.com"
@@ -17,6 +21,10 @@ DEFAULT_PORT = 443
 DEFAULT_QUOTA_BYTES = 300 * 1024**3
 # The largest quota anything accepts (1 PiB): far beyond any real month, well inside int64 and float precision.
 MAX_QUOTA_BYTES = 1024**5
+# The smallest positive quota: less blocks a user after the first page load, so it is a slip of the unit.
+MIN_QUOTA_BYTES = 1024**2
+# Backend priorities only order a proxy's pool (lowest first); the bound keeps them far inside SQLite's int64.
+MAX_PRIORITY = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from datetime import date
 
+from ovpn.core.model import MAX_PRIORITY, MAX_QUOTA_BYTES, MIN_QUOTA_BYTES
 from ovpn.errors import OvpnError
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -17,6 +19,9 @@ _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 # An image reference ends up inside `${VAR:-default}` in Compose files: no spaces, quotes, `$` or braces.
 _IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,190}$")
+# A last label that the C resolver reads as a number: decimal, octal (leading 0) or hex with its 0x prefix.
+_NUMERIC_LABEL_RE = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
+GIB = 1024**3
 
 
 def server_name(value: str) -> str:
@@ -44,17 +49,26 @@ def email(value: str) -> str:
 
 
 def hostname(value: str, what: str = "host") -> str:
-    """A DNS name (lower-case, IDN as punycode) or an IP address; the form every tool accepts."""
+    """A DNS name (lower-case, IDN as punycode) or an IP address; the form every tool accepts.
+
+    A name is refused when its last label is numeric (`127.1`, `2130706433`, `1.2.3.4.5`, `999.1.1.1`) or
+    hex with the 0x prefix (`0x7f.1`): inet_aton, and so the resolver, reads every such short or hex form as an
+    address (`0x7f.1` is 127.0.0.1), and the last part of each is exactly such a label. No real top-level domain
+    is numeric or starts with 0x, while hex letters alone (`.cafe`, `.bad`) are real ones and stay accepted. An
+    address with a zone (`fe80::1%eth0`) is refused too: the zone is free text and names nothing on another host.
+    """
+    hint = f"give an IP address (IPv4 as a dotted quad) or a DNS name in lower case (IDN as xn--...) for --{what}"
+    if "%" in value:
+        raise OvpnError(f"invalid {what} {value!r}", hint)
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
     labels = value.rstrip(".").split(".") if value else []
     if not labels or len(value) > 253 or not all(_LABEL_RE.match(label) for label in labels):
-        raise OvpnError(
-            f"invalid {what} {value!r}",
-            f"give an IP address or a DNS name in lower case (IDN as xn--...) for --{what}",
-        )
+        raise OvpnError(f"invalid {what} {value!r}", hint)
+    if _NUMERIC_LABEL_RE.match(labels[-1]):
+        raise OvpnError(f"invalid {what} {value!r}: it reads as a number, not a DNS name", hint)
     return value.rstrip(".")
 
 
@@ -122,7 +136,30 @@ def iso_date(value: str, what: str = "date") -> date:
 
 
 def quota_gb(value: float) -> int:
-    """GiB (1024^3) to bytes; 0 means the default quota."""
-    if value < 0:
-        raise OvpnError(f"invalid quota {value} GB", "a quota is 0 (the default) or a positive number of GB")
-    return int(value * 1024**3)
+    """GiB (1024^3) to bytes; 0 means the default quota.
+
+    A positive quota is at least MIN_QUOTA_BYTES (1 MiB): a smaller one used to round to 0 bytes and so, silently,
+    to the default; any quota that small blocks the user at once and is a slip of the unit (`user disable` blocks).
+    """
+    top = MAX_QUOTA_BYTES // GIB
+    if not math.isfinite(value) or value < 0 or value > top:
+        raise OvpnError(
+            f"invalid quota {value:g} GB", f"a quota is 0 (the default) or a number of GB up to {top} (1 PiB)"
+        )
+    quota = int(value * GIB)
+    if value > 0 and quota < MIN_QUOTA_BYTES:
+        raise OvpnError(
+            f"invalid quota {value:g} GB: less than 1 MiB",
+            "give at least 0.001 GB (1 MiB), or 0 for the default; `ovpn user disable` blocks a user",
+        )
+    return quota
+
+
+def priority(value: int) -> int:
+    """A backend's place in its proxy's pool; only the order reaches a rendered config."""
+    if not 0 <= value <= MAX_PRIORITY:
+        raise OvpnError(
+            f"invalid priority {value}",
+            f"a priority is 0 to {MAX_PRIORITY}; lower numbers are preferred, the rest are backups",
+        )
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +14,8 @@ from ovpn.state.repo import Repository, holds_sealed_values, sealed_sample
 from ovpn.state.secrets import ENV_KEY, KEY_FILE, KeyMismatch, SecretBox, create_key, load_key, missing_key
 
 DATA_DIR_ENV = "OVPN_DATA_DIR"
+# The migration from which the database itself refuses users that differ only in case (0007).
+IDENTITY_GUARD_VERSION = 7
 
 
 def resolve_data_dir(option: str | None, env: Mapping[str, str] = os.environ) -> Path:
@@ -22,14 +24,26 @@ def resolve_data_dir(option: str | None, env: Mapping[str, str] = os.environ) ->
 
 
 class App:
-    def __init__(self, data_dir: Path, env: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self, data_dir: Path, env: Mapping[str, str] = os.environ, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.env = env
+        self.warn = warn or (lambda line: None)
         self._key_settled = False
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.data_dir, lock_timeout_from(self.env))
+        db = Database(self.data_dir, lock_timeout_from(self.env))
+        if db.migrated_from is not None and 0 < db.migrated_from < IDENTITY_GUARD_VERSION:
+            # State written before ovpn refused identities Xray cannot tell apart: report them, never rewrite them.
+            from ovpn.core.users import clash_warnings
+
+            with db.read() as conn:
+                users = Repository(conn, self.box).users()
+            for line in clash_warnings(users):
+                self.warn(line)
+        return db
 
     @cached_property
     def box(self) -> SecretBox:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ovpn.core import validation
 from ovpn.core.model import Attachment
 from ovpn.core.pool import plan_attach
 from ovpn.errors import OvpnError
@@ -18,10 +19,7 @@ class AttachResult:
 
 
 def attach(app: App, proxy_name: str, backend_name: str, priority: int) -> AttachResult:
-    if priority < 0:
-        raise OvpnError(
-            f"invalid priority {priority}", "a priority is 0 or more; lower numbers are preferred"
-        )
+    validation.priority(priority)
     if proxy_name == backend_name:
         raise OvpnError("a server cannot be its own backend", "attach a vpn server to a proxy")
     with app.writing() as repo:

@@ -9,6 +9,7 @@ from datetime import date
 
 from ovpn.core import validation
 from ovpn.core.model import User, default_email
+from ovpn.core.users import clash_warnings, require_new_identity
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
 
@@ -44,6 +45,7 @@ def add_user(
         tags=tags,
     )
     with app.writing() as repo:
+        require_new_identity(repo.users(), user)
         repo.add_user(user)
     return user
 
@@ -82,3 +84,9 @@ def list_users(app: App, tag: str | None = None) -> list[User]:
 def get_user(app: App, username: str) -> User:
     with app.reading() as repo:
         return repo.user(username)
+
+
+def identity_clash_warnings(app: App) -> list[str]:
+    """Lines naming users that state written before ovpn refused them holds and Xray cannot tell apart."""
+    with app.reading() as repo:
+        return clash_warnings(repo.users())

@@ -131,6 +131,8 @@ class Database:
         self.path = data_dir / DB_FILE
         timeout = lock_timeout_from(os.environ) if lock_timeout is None else lock_timeout
         self._checked = False
+        # The schema version this process found before migrating it, or None when it was already the latest.
+        self.migrated_from: int | None = None
         # One connection for the process: threads (deploy --all, live user changes) take turns with it, since a
         # second BEGIN on the same connection from another thread fails ("transaction within a transaction").
         self._turn = threading.RLock()
@@ -268,6 +270,7 @@ class Database:
                         "restore ovpn.db from a backup; nothing was changed",
                     ) from None
                 self.conn.execute(f"PRAGMA user_version = {version}")
+            self.migrated_from = current
 
     def _refuse_newer(self, current: int, latest: int) -> None:
         if current > latest:
