@@ -18,6 +18,7 @@ from tests.conftest import missing_tool
 from tests.lab.measure import failover
 from tests.lab.procs import LabError, wait_until
 from tests.lab.topology import (
+    NAMES,
     WEB_FOREIGN,
     WEB_FOREIGN_IP,
     WEB_GEOIP_RU,
@@ -114,6 +115,51 @@ def test_split_routing_exit_matches_route_explain(
     for port in (80, 443):
         decided = re.findall(rf"accepted tcp:{re.escape(dest)}:{port} \[vless-reality -> ([\w-]+)\]", log)
         assert decided == [outbound], log
+
+
+SNIFFED_NAME_CASES = [
+    # (case, destination: a name or an internet address offset, the name the client sends, outbound, rule tag)
+    ("foreign-ip-named-ru", WEB_FOREIGN_IP, "shop.lab-market.ru", "foreign-pool", "foreign-catch-all"),
+    ("foreign-ip-named-inside-only", WEB_FOREIGN_IP, "portal.inside-only.test", "foreign-pool",
+     "foreign-catch-all"),
+    ("foreign-name-named-ru", FOREIGN_NAME, "shop.lab-market.ru", "foreign-pool", "foreign-catch-all"),
+    ("tun-client-russian-ip", WEB_GEOIP_RU, "shop.lab-market.ru", "direct", "preset-ru-3"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "outbound", "rule_tag"),
+    [case[1:] for case in SNIFFED_NAME_CASES],
+    ids=[case[0] for case in SNIFFED_NAME_CASES],
+)
+def test_the_destination_decides_whatever_name_the_client_sends(
+    lab: Lab, spec: str | int, name: str, outbound: str, rule_tag: str
+) -> None:
+    """A Russian name in the SNI or Host never sends a foreign destination out directly (issue 12, finding 11).
+
+    The client connects to `spec` and names a site of the `ru` preset, as a tun-mode client does with real
+    names and a hostile one with spoofed ones. A foreign address or name still goes through the relay: the
+    foreign site, at the address the client chose, sees vpn-1 and the client's name. A Russian address (a
+    tun-mode client reaching a Russian site) leaves directly from the proxy. `route explain --sni` agrees.
+    """
+    dest = destination(lab, spec)
+    proxy_xray = lab.servers["proxy-ru"]
+    offset = proxy_xray.log_offset()
+    records = lab.get("alice@proxy-ru", [f"http://{dest}/", f"https://{dest}/"], sni=name)
+    assert [r["ok"] for r in records] == [True, True], records
+    expected = lab.address_of("proxy-ru") if outbound == "direct" else lab.address_of("vpn-1")
+    assert sources(lab, records) == [expected, expected]
+    seen = lab.requests_by_probe()
+    arrived = [seen[r["probe"]] for r in records]
+    site = lab.ip(spec if isinstance(spec, int) else NAMES[spec])
+    assert [r["local"].rsplit(":", 1)[0] for r in arrived] == [site, site]
+    assert [(r["host"], r["sni"]) for r in arrived] == [(name, None), (name, name)]
+    log = proxy_xray.log_since(offset)
+    for port in (80, 443):
+        decided = re.findall(rf"accepted tcp:{re.escape(dest)}:{port} \[vless-reality -> ([\w-]+)\]", log)
+        assert decided == [outbound], log
+    explained = lab.explain(dest, sni=name)
+    assert (explained["outbound"], explained["rule_tag"]) == (outbound, rule_tag)
 
 
 def test_direct_user_keeps_working_across_attach_and_redeploy(lab: Lab) -> None:

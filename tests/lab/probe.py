@@ -3,12 +3,14 @@
 Runs inside the client's namespace, standard library only. One JSON line per attempt on stdout, flushed as each
 attempt ends, so a caller can watch progress while the run goes on.
 
-    python probe.py get  --socks 127.0.0.1:10808 [--cafile ca.pem] [--count N --interval S] URL...
+    python probe.py get  --socks 127.0.0.1:10808 [--cafile ca.pem] [--count N --interval S] [--sni NAME] URL...
     python probe.py bulk --socks 127.0.0.1:10808 URL
 
 `get` starts attempt i at `start + i * interval` (each in its own thread, so a hanging connection does not delay
 the next one), cycling through the URLs, and appends `?probe=<id>` to each path so the internet host's log can
 be matched to attempts. Every attempt has a deadline (`--timeout`), so a run always ends by itself.
+`--sni NAME` connects to the URL's host but sends NAME as the TLS SNI (checking the certificate against it) and
+as the HTTP Host: what a tun-mode client does, and what a client spoofing a name does.
 
 Fields: `setup_ms` is the time from the start of the attempt to the first byte of the response (SOCKS
 negotiation, every hop's handshakes, TLS and the request's round trip: what a user waits for before anything
@@ -74,7 +76,9 @@ def socks_connect(proxy: tuple[str, int], host: str, port: int, timeout: float) 
     return sock
 
 
-def open_connection(url: str, socks: tuple[str, int] | None, cafile: str | None, timeout: float) -> Any:
+def open_connection(
+    url: str, socks: tuple[str, int] | None, cafile: str | None, timeout: float, sni: str | None = None
+) -> Any:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -85,23 +89,25 @@ def open_connection(url: str, socks: tuple[str, int] | None, cafile: str | None,
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
         try:
-            sock = context.wrap_socket(sock, server_hostname=host)
+            sock = context.wrap_socket(sock, server_hostname=sni or host)
         except BaseException:
             sock.close()
             raise
     return sock
 
 
-def request(url: str, socks: tuple[str, int] | None, cafile: str | None, timeout: float) -> dict[str, Any]:
+def request(
+    url: str, socks: tuple[str, int] | None, cafile: str | None, timeout: float, sni: str | None = None
+) -> dict[str, Any]:
     parts = urlsplit(url)
     start_wall, start = time.time(), time.perf_counter()
     record: dict[str, Any] = {"url": url, "start": start_wall, "ok": False, "status": None, "bytes": 0}
     deadline = start + timeout
     try:
-        sock = open_connection(url, socks, cafile, timeout)
+        sock = open_connection(url, socks, cafile, timeout, sni)
         with sock:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            host_header = parts.netloc
+            host_header = sni or parts.netloc
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n".encode())
             head = b""
             first_byte = None
@@ -177,7 +183,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         token = f"{run_id}-{i}"
 
         def attempt(url: str = url, token: str = token, i: int = i) -> None:
-            record = request(_tagged(url, token), socks, args.cafile, args.timeout)
+            record = request(_tagged(url, token), socks, args.cafile, args.timeout, args.sni)
             record.update(probe=token, index=i, target=url)
             emit(record)
 
@@ -210,6 +216,7 @@ def main(argv: list[str]) -> int:
     get.add_argument("--count", type=int, default=0)
     get.add_argument("--interval", type=float, default=0.0)
     get.add_argument("--run-id")
+    get.add_argument("--sni", help="send this name as TLS SNI and HTTP Host instead of the URL's host")
     get.add_argument("urls", nargs="+")
     get.set_defaults(func=cmd_get)
     bulk = commands.add_parser("bulk")

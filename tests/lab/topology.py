@@ -227,8 +227,11 @@ class Lab:
     def ovpn_json(self, *argv: str) -> Any:
         return json.loads(self.ovpn(*argv, "--json"))
 
-    def explain(self, destination: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.ovpn_json("route", "explain", "--server", "proxy-ru", destination)
+    def explain(self, destination: str, sni: str | None = None) -> dict[str, Any]:
+        options = [] if sni is None else ["--sni", sni]
+        result: dict[str, Any] = self.ovpn_json(
+            "route", "explain", "--server", "proxy-ru", destination, *options
+        )
         return result
 
     # --- building ---------------------------------------------------------------------------------------------

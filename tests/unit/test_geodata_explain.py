@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 
 import pytest
+from tests.support.cli import run_cli
 
 from ovpn.geodata.dat import DomainRule, DomainType, GeodataError, write_geoip, write_geosite
-from ovpn.geodata.explain import RouteDecision, explain_route, parse_destination, parse_port_list
+from ovpn.geodata.explain import (
+    RouteDecision,
+    explain_route,
+    parse_destination,
+    parse_name,
+    parse_port_list,
+    sniffed_names_reach_routing,
+)
 from ovpn.geodata.match import GeodataSet, RoutingError
 
 RU_RULES: list[Mapping[str, object]] = [
@@ -133,6 +142,116 @@ def test_rule_with_domain_and_ip_never_matches(geodata: GeodataSet) -> None:
     rules: list[Mapping[str, object]] = [{"domain": ["keyword:"], "ip": ["0.0.0.0/0"], "outboundTag": "x"}]
     assert explain_route(rules, "example.com", geodata).outbound is None
     assert explain_route(rules, "1.2.3.4", geodata).outbound is None
+
+
+# --- sniffed names (issue 12, finding 11) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("destination", "sniffed", "outbound", "index"),
+    [
+        # What an inbound that sniffs with routeOnly does: the name decides, the connection still goes to the
+        # client's destination. These are the spoofs finding 11 is about.
+        ("8.8.8.8", "www.gosuslugi.ru", "direct", 0),
+        ("8.8.8.8", "yandex.ru", "direct", 1),
+        ("example.com", "yandex.ru", "direct", 1),  # the sniffed name outranks a domain destination
+        # ip rules still see an IP destination, and a foreign sniffed name does not undo a direct domain.
+        ("77.88.8.8", "example.com", "direct", 2),
+        ("yandex.ru", "example.com", "foreign-pool", 4),
+    ],
+)
+def test_a_sniffed_name_meets_the_domain_rules_and_an_ip_destination_the_ip_rules(
+    geodata: GeodataSet, destination: str, sniffed: str, outbound: str, index: int
+) -> None:
+    decision = explain_route(RU_RULES, destination, geodata, sniffed=sniffed.upper() + ".")
+    assert (decision.outbound, decision.rule_index, decision.sniffed) == (outbound, index, sniffed)
+
+
+def test_without_a_sniffed_name_the_destination_alone_decides(geodata: GeodataSet) -> None:
+    assert explain_route(RU_RULES, "8.8.8.8", geodata).outbound == "foreign-pool"
+    assert explain_route(RU_RULES, "8.8.8.8", geodata).sniffed is None
+
+
+def test_a_rule_with_domain_and_ip_matches_an_ip_destination_with_a_sniffed_name(geodata: GeodataSet) -> None:
+    rules: list[Mapping[str, object]] = [{"domain": ["domain:ru"], "ip": ["geoip:ru"], "outboundTag": "both"}]
+    assert explain_route(rules, "77.88.8.8", geodata, sniffed="mail.ru").outbound == "both"
+    assert explain_route(rules, "8.8.8.8", geodata, sniffed="mail.ru").outbound is None
+    assert explain_route(rules, "77.88.8.8", geodata).outbound is None
+
+
+@pytest.mark.parametrize(
+    ("sniffing", "reaches"),
+    [
+        ({"enabled": True, "destOverride": ["http", "tls", "quic"], "routeOnly": True}, True),
+        ({"enabled": True, "destOverride": ["tls"], "routeOnly": True}, True),
+        ({"enabled": False, "destOverride": ["http", "tls"], "routeOnly": True}, False),
+        ({"enabled": False}, False),
+        (None, False),
+        ({"enabled": True, "destOverride": ["fakedns"], "routeOnly": True}, False),
+    ],
+)
+def test_which_inbounds_let_a_sniffed_name_reach_routing(sniffing: object, reaches: bool) -> None:
+    inbound = {"tag": "vless-reality"} if sniffing is None else {"tag": "vless-reality", "sniffing": sniffing}
+    assert sniffed_names_reach_routing(inbound) is reaches
+
+
+def test_sniffing_that_rewrites_the_destination_is_not_modelled() -> None:
+    inbound = {"sniffing": {"enabled": True, "destOverride": ["tls"]}}
+    with pytest.raises(RoutingError, match="without routeOnly"):
+        sniffed_names_reach_routing(inbound)
+
+
+@pytest.mark.parametrize(("text", "message"), [("1.2.3.4", "is an IP address"), ("bad name", "bad label")])
+def test_a_sniffed_name_must_be_a_host_name(geodata: GeodataSet, text: str, message: str) -> None:
+    with pytest.raises(RoutingError, match=message):
+        parse_name(text)
+    with pytest.raises(RoutingError, match=message):
+        explain_route(RU_RULES, "8.8.8.8", geodata, sniffed=text)
+
+
+@pytest.mark.parametrize(
+    ("destination", "sni", "outbound", "rule"),
+    [
+        ("1.2.3.4", "www.gosuslugi.ru", "foreign-pool", "foreign-catch-all"),
+        ("1.2.3.4", "mail.ru", "foreign-pool", "foreign-catch-all"),
+        ("google.com", "www.gosuslugi.ru", "foreign-pool", "foreign-catch-all"),
+        ("95.167.1.1", "www.gosuslugi.ru", "direct", "geoip:ru"),
+        ("mail.ru", "google.com", "direct", "suffix .ru/.su/.xn--p1ai"),
+    ],
+)
+def test_route_explain_sni_models_the_rendered_proxy(
+    seeded: object, capsys: pytest.CaptureFixture[str], destination: str, sni: str, outbound: str, rule: str
+) -> None:
+    """The rendered proxy does not sniff, so the destination decides whatever name the client sends."""
+    code, out, err = run_cli(capsys, "route", "explain", "--server", "proxy-ru", destination, "--sni", sni,
+                             "--json")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["outbound"], result["rule"], result["sni"], result["sni_routed"]) == (
+        outbound,
+        rule,
+        sni,
+        False,
+    )
+
+
+def test_route_explain_sni_says_why_in_text(seeded: object, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys, "route", "explain", "--server", "proxy-ru", "1.2.3.4", "--sni", "www.gosuslugi.ru"
+    )
+    assert code == 0
+    assert out.splitlines()[:2] == [
+        "1.2.3.4: foreign-pool",
+        "  sni:     www.gosuslugi.ru (not used: the proxy decides by the destination, never by a sniffed name)",
+    ]
+
+
+def test_route_explain_refuses_an_address_as_sni(seeded: object, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        capsys, "route", "explain", "--server", "proxy-ru", "1.2.3.4", "--sni", "5.6.7.8"
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("error: sniffed name '5.6.7.8' is an IP address\nhint: ")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """Properties of rendered bundles that must hold for any state, not just the golden one."""
 
 import dataclasses
+import functools
+import ipaddress
 import json
 import re
 from datetime import date, timedelta
@@ -8,11 +10,13 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.topology import BACKEND_1, BACKEND_2, NOW, PROXY, SOLO, request
+from tests.support.topology import BACKEND_1, BACKEND_2, NOW, PROXY, SOLO, lab_geodata, request
 
 from ovpn.core.model import RELAY_EMAIL, PoolMember, User
 from ovpn.core.presets import PRESETS
 from ovpn.errors import OvpnError
+from ovpn.geodata.explain import explain_route, sniffed_names_reach_routing
+from ovpn.geodata.match import GeodataSet
 from ovpn.render.haproxy import render_haproxy_config
 from ovpn.render.server_bundle import render_server_bundle
 
@@ -70,6 +74,42 @@ def test_proxy_routes_preset_rules_in_order_then_everything_foreign() -> None:
                          "ruleTag": "foreign-catch-all"}  # fmt: skip
     assert config["outbounds"][0]["tag"] == "foreign-pool"  # type: ignore[index]
     assert config["routing"]["domainStrategy"] == "AsIs"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("server", [PROXY, SOLO, BACKEND_1], ids=lambda s: s.name)
+def test_no_server_routes_by_a_sniffed_name(server: object) -> None:
+    """Issue 12 finding 11: with sniffing, a name in the SNI or Host would decide where a connection goes."""
+    inbound = config_of(server, [])["inbounds"][0]  # type: ignore[index]
+    assert inbound["sniffing"] == {"enabled": False}
+    assert not sniffed_names_reach_routing(inbound)
+
+
+@functools.cache
+def proxy_config() -> dict[str, object]:
+    return config_of(PROXY, [])
+
+
+_LAB_GEODATA = lab_geodata()
+_DIRECT_IPV4 = [ipaddress.ip_network(n) for n in ("95.167.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
+                                                  "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16")]  # fmt: skip
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    address=st.ip_addresses(v=4).filter(lambda ip: not any(ip in net for net in _DIRECT_IPV4)),
+    name=st.sampled_from(["www.gosuslugi.ru", "kinopoisk.com", "mail.ru", "forum.example.su", "xn--p1ai"]),
+    port=st.sampled_from([80, 443, 8443]),
+)
+def test_a_foreign_address_goes_to_the_relay_whatever_name_the_client_sends(
+    address: ipaddress.IPv4Address, name: str, port: int
+) -> None:
+    """The proxy's rendered routing, as Xray evaluates it, never sends an address outside the direct ranges
+    out directly, whatever Russian name the connection carries in its SNI or Host."""
+    config = proxy_config()
+    geodata = GeodataSet(_LAB_GEODATA.geosite, _LAB_GEODATA.geoip)
+    sniffed = name if sniffed_names_reach_routing(config["inbounds"][0]) else None  # type: ignore[index]
+    decision = explain_route(config["routing"]["rules"], str(address), geodata, port=port, sniffed=sniffed)  # type: ignore[index]
+    assert (decision.outbound, decision.rule_tag) == ("foreign-pool", "foreign-catch-all")
 
 
 def test_vpn_servers_send_everything_direct_except_the_host_guards() -> None:

@@ -3,6 +3,11 @@
 The rules are evaluated the way Xray does with `domainStrategy: "AsIs"`: top to bottom, the first rule whose
 fields all match wins. A domain destination is never resolved, so it can only match `domain` fields and a
 rule with an `ip` field never matches it; an IP destination can only match `ip` fields.
+
+A sniffed name (TLS SNI, HTTP Host) is modelled as Xray's routing context sees it when the inbound sniffs with
+`routeOnly`: `domain` fields see the sniffed name instead of the destination's own (for an IP destination as
+well as for a domain one), while `ip` fields still see an IP destination. `sniffed_names_reach_routing` says
+from an inbound whether that happens at all.
 """
 
 from __future__ import annotations
@@ -20,11 +25,19 @@ from ovpn.geodata.match import (
     matcher_matches_ip,
 )
 
-__all__ = ["RouteDecision", "explain_route", "parse_destination", "parse_port_list"]
+__all__ = [
+    "RouteDecision",
+    "explain_route",
+    "parse_destination",
+    "parse_name",
+    "parse_port_list",
+    "sniffed_names_reach_routing",
+]
 
 _CONDITION_FIELDS = ("domain", "ip", "port", "inboundTag", "network")
 _OTHER_FIELDS = ("type", "outboundTag", "balancerTag", "ruleTag")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+_NAME_SNIFFERS = ("http", "tls", "quic")
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,8 @@ class RouteDecision:
     matcher: str | None
     balancer: bool = False
     """True when `outbound` is the tag of a balancer (the rule had `balancerTag` and no `outboundTag`)."""
+    sniffed: str | None = None
+    """The sniffed name that `domain` fields saw, normalized; None when there was none."""
 
 
 def parse_destination(text: str) -> str | IPAddress:
@@ -80,6 +95,20 @@ def parse_destination(text: str) -> str | IPAddress:
     return ascii_name
 
 
+def parse_name(text: str) -> str:
+    """A host name as `parse_destination` normalizes it; an IP address is refused (SNI and Host carry names)."""
+    try:
+        name = parse_destination(text)
+    except RoutingError as exc:
+        raise RoutingError(f"sniffed name: {exc.message}", hint=exc.hint) from None
+    if not isinstance(name, str):
+        raise RoutingError(
+            f"sniffed name {text!r} is an IP address",
+            hint="a TLS SNI or HTTP Host that routing can match is a host name",
+        )
+    return name
+
+
 def parse_port_list(spec: object) -> list[tuple[int, int]]:
     """Xray's port syntax: 443, "443", "1000-2000", "53,443,1000-2000"; as inclusive ranges."""
     if isinstance(spec, bool) or not isinstance(spec, int | str):
@@ -97,6 +126,25 @@ def parse_port_list(spec: object) -> list[tuple[int, int]]:
             raise RoutingError(f"rule port {spec!r}: {item!r} is not a valid port range")
         ranges.append((low, high))
     return ranges
+
+
+def sniffed_names_reach_routing(inbound: Mapping[str, object]) -> bool:
+    """Whether routing sees a name sniffed from this inbound's connections (TLS SNI, HTTP Host, QUIC).
+
+    Only the `routeOnly` form is modelled: without it Xray rewrites the destination to the sniffed name, which
+    route explanation does not follow.
+    """
+    sniffing = inbound.get("sniffing")
+    if not isinstance(sniffing, Mapping) or not sniffing.get("enabled"):
+        return False
+    overrides = sniffing.get("destOverride") or []
+    if not isinstance(overrides, list) or not any(kind in overrides for kind in _NAME_SNIFFERS):
+        return False
+    if not sniffing.get("routeOnly"):
+        raise RoutingError(
+            "the inbound sniffs without routeOnly (it rewrites destinations): not supported by route explanation"
+        )
+    return True
 
 
 def _string_list(rule_index: int, field: str, value: object) -> list[str]:
@@ -142,12 +190,17 @@ def _rule_matches(
     index: int,
     rule: Mapping[str, object],
     target: str | IPAddress,
+    routing_name: str | None,
     geodata: GeodataSet,
     inbound_tag: str,
     port: int,
     network: str,
 ) -> tuple[bool, str | None]:
-    """Whether every condition of `rule` holds, and the domain/ip matcher string that matched."""
+    """Whether every condition of `rule` holds, and the domain/ip matcher string that matched.
+
+    `domain` fields match `routing_name` (the sniffed name, else a domain destination); `ip` fields match an IP
+    destination only.
+    """
     if "inboundTag" in rule and inbound_tag not in _string_list(index, "inboundTag", rule["inboundTag"]):
         return False, None
     if "port" in rule and not any(low <= port <= high for low, high in parse_port_list(rule["port"])):
@@ -157,9 +210,9 @@ def _rule_matches(
     matched: str | None = None
     if "domain" in rule:
         matchers = _string_list(index, "domain", rule["domain"])
-        if not isinstance(target, str):
+        if routing_name is None:
             return False, None
-        matched = next((m for m in matchers if matcher_matches_domain(m, target, geodata)), None)
+        matched = next((m for m in matchers if matcher_matches_domain(m, routing_name, geodata)), None)
         if matched is None:
             return False, None
     if "ip" in rule:
@@ -180,18 +233,25 @@ def explain_route(
     port: int = 443,
     *,
     network: str = "tcp",
+    sniffed: str | None = None,
 ) -> RouteDecision:
-    """The first rule that `destination` (a host name or IP) matches, under domainStrategy "AsIs"."""
+    """The first rule that `destination` (a host name or IP) matches, under domainStrategy "AsIs".
+
+    `sniffed` is the name the inbound's sniffer found in the connection, for an inbound whose sniffed names
+    reach routing (see `sniffed_names_reach_routing`); leave it None otherwise.
+    """
     if network not in ("tcp", "udp"):
         raise RoutingError(f"network {network!r} must be tcp or udp")
     if not 0 <= port <= 65535:
         raise RoutingError(f"port {port} is out of range")
     target = parse_destination(destination)
+    sniffed_name = None if sniffed is None else parse_name(sniffed)
+    routing_name = sniffed_name or (target if isinstance(target, str) else None)
     shown = str(target)
     for index, rule in enumerate(rules):
         _check_fields(index, rule)
     for index, rule in enumerate(rules):
-        hit, matcher = _rule_matches(index, rule, target, geodata, inbound_tag, port, network)
+        hit, matcher = _rule_matches(index, rule, target, routing_name, geodata, inbound_tag, port, network)
         if hit:
             outbound = rule.get("outboundTag")
             via_balancer = not outbound
@@ -203,5 +263,8 @@ def explain_route(
                 rule_tag=tag if isinstance(tag, str) else None,
                 matcher=matcher,
                 balancer=via_balancer,
+                sniffed=sniffed_name,
             )
-    return RouteDecision(destination=shown, outbound=None, rule_index=None, rule_tag=None, matcher=None)
+    return RouteDecision(
+        destination=shown, outbound=None, rule_index=None, rule_tag=None, matcher=None, sniffed=sniffed_name
+    )

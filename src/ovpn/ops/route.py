@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ovpn.errors import OvpnError
-from ovpn.geodata.explain import explain_route
+from ovpn.geodata.explain import explain_route, parse_name, sniffed_names_reach_routing
 from ovpn.ops.app import App
 from ovpn.ops.render import load_geodata, proxy_preset
 from ovpn.render.xray import render_xray_config
@@ -27,9 +27,15 @@ class RouteExplanation:
     matcher: str | None
     meaning: str
     pool_empty: bool
+    sni: str | None = None
+    """The TLS SNI or HTTP Host the client sends (`--sni`), normalized."""
+    sni_routed: bool = False
+    """Whether the proxy's routing sees that name (only if its inbound sniffs; rendered proxies do not)."""
 
 
-def explain(app: App, server_name: str, destination: str) -> RouteExplanation:
+def explain(app: App, server_name: str, destination: str, sni: str | None = None) -> RouteExplanation:
+    """How the proxy routes `destination`, for a connection that names `sni` in its TLS SNI or HTTP Host."""
+    sni_name = None if sni is None else parse_name(sni)
     with app.reading() as repo:
         server = repo.server(server_name)
         if not server.is_proxy:
@@ -44,7 +50,10 @@ def explain(app: App, server_name: str, destination: str) -> RouteExplanation:
     config = render_xray_config(
         server, [], relay_uuid=None, preset=preset, pool_representative=representative
     )
-    decision = explain_route(config["routing"]["rules"], destination, geodata)
+    sni_routed = sni_name is not None and sniffed_names_reach_routing(config["inbounds"][0])
+    decision = explain_route(
+        config["routing"]["rules"], destination, geodata, sniffed=sni_name if sni_routed else None
+    )
     outbound = decision.outbound or str(config["outbounds"][0]["tag"])
     labels = {f"preset-{preset.name}-{i}": r.label for i, r in enumerate(preset.rules, start=1)}
     meaning = _MEANING.get(outbound, outbound)
@@ -59,4 +68,6 @@ def explain(app: App, server_name: str, destination: str) -> RouteExplanation:
         matcher=decision.matcher,
         meaning=meaning,
         pool_empty=not pool,
+        sni=sni_name,
+        sni_routed=sni_routed,
     )

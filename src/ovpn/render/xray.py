@@ -2,6 +2,18 @@
 
 Legacy key names (`clients`, `network: tcp`, `dest`, `publicKey`, `vnext`) are emitted on purpose: every Xray
 release from 1.8 to 26.x parses them without a warning.
+
+No server sniffs its client inbound, so routing decides by the destination the client asked for, never by a
+name the client put in its TLS SNI or HTTP Host. With sniffing, even in the `routeOnly` form, Xray's routing
+context gives `domain` rules the sniffed name while the connection still goes to the client's destination: a
+client that names `www.gosuslugi.ru` in its SNI would then be sent *directly* to any address or foreign name it
+chose, and foreign traffic would leave the proxy. Putting the `ip` rules (and a catch-all for every address)
+before the `domain` rules closes that for IP destinations only: a sniffed name still outranks a domain
+destination (`GetTargetDomain` prefers it), so a client asking for `www.foreign.example` with that SNI would
+still go out directly. Without sniffing, an IP destination meets only the `ip` rules (a tun-mode client reaches
+a Russian address directly through `geoip:ru`, any other address through the relay) and a domain destination
+only the `domain` rules, with the name the proxy itself resolves and connects to. docs/ha-proxy.md has the
+whole argument and the lab test that proves both directions.
 """
 
 from __future__ import annotations
@@ -72,7 +84,7 @@ def _inbound(server: Server, clients: list[dict[str, Any]], short_ids: list[str]
                 "shortIds": short_ids,
             },
         },
-        "sniffing": {"enabled": True, "destOverride": ["http", "tls", "quic"], "routeOnly": True},
+        "sniffing": {"enabled": False},  # see the module docstring: routing never trusts a sniffed name
     }
 
 
