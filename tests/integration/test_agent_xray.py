@@ -21,12 +21,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import tool_path
+from tests.support.agent_exec import LocalAgentExec
+from tests.support.cli import run_cli
 from tests.support.waiting import LOOPBACK, free_port, wait_for
 from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
 from ovpn.agent.collector import MARKER_EMAIL
 from ovpn.agent.main import Agent, AgentServer, serve
 from ovpn.agent.xray_api import XrayApi
+from ovpn.core.model import MAX_QUOTA_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -375,6 +378,23 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(harness: Harness, lab: X
         ("POST", "/users/sync", {"body": {"users": [policy(alice, expiry="2030-02-30")]}}, 400, "expiry"),
         ("POST", "/users/sync", {"body": {"users": [policy(alice, quota_bytes=-1)]}}, 400, "quota_bytes"),
         ("POST", "/users/sync", {"body": {"users": [policy(alice), policy(alice)]}}, 400, "duplicate"),
+        ("POST", "/users/sync", {"body": {"users": [policy(alice, quota_bytes=10**30)]}}, 400, "at most"),
+        ("POST", "/users/sync", {"body": {"users": [policy(alice, quota_bytes=MAX_QUOTA_BYTES + 1)]}}, 400,
+         "at most"),
+        ("POST", "/users/sync", {"body": {"users": [policy(alice)], "default_quota_bytes": 10**30}}, 400,
+         "default_quota_bytes"),
+        ("POST", "/users/sync", {"raw": b"[" * 100_000 + b"]" * 100_000}, 400, "nested too deeply"),
+        ("POST", "/users/sync", {"raw": b'{"users": [], "default_quota_bytes": ' + b"9" * 5000 + b"}"}, 400,
+         "digits"),
+        ("POST", "/users/sync", {"body": {"users": [policy(alice, email="alice\ud800@global")]}}, 400, "email"),
+        ("POST", "/users/sync", {"body": {"users": [policy(alice, email="alice\x00@global")]}}, 400, "email"),
+        ("POST", "/users/sync", {"body": {"users": [policy(alice, username="\ud800")]}}, 400, "username"),
+        ("POST", "/quota/sync", {"body": {"users": [{"email": alice.email, "quota_bytes": 2**63}]}}, 400,
+         "at most"),
+        ("POST", "/quota/sync", {"body": {"users": [], "default_quota_bytes": 10**30}}, 400,
+         "default_quota_bytes"),
+        ("POST", "/quota/sync", {"raw": b'{"users": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"}, 400,
+         "nested too deeply"),
         ("POST", "/users/sync", {"body": {"users": [{**policy(alice), "email": "proxy-service@cluster"}]}}, 400,
          "reserved"),
         ("POST", "/users/sync", {"body": good, "token": None}, 401, "missing bearer token"),
@@ -404,6 +424,36 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(harness: Harness, lab: X
             path,
             options,
         )
+
+
+def test_ovpn_stats_for_a_user_whose_email_has_a_plus(
+    harness: Harness,
+    lab: XrayLoopback,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ovpn stats --user` end to end: the CLI, the agent call as it runs in the agent's container (SSH and
+    Docker stood in for), the agent and Xray. A `+` in a query string reads as a space unless it is encoded."""
+    carol = lab.user("carol")
+    email = "carol+vpn@global"
+    harness.sync([policy(carol, email=email), policy(lab.user("bob"))])
+    assert lab.download("carol", 50_000) == 50_000
+    wait_counted(harness, email, 50_000)
+    assert harness.request("POST", "/collect")[1]["ok"]
+    monkeypatch.setenv("OVPN_DATA_DIR", str(tmp_path / "state"))
+    for command in ("server add --name vpn-nl --role vpn --host 203.0.113.10",
+                    f"user add --username carol --email {email}"):  # fmt: skip
+        code, _, err = run_cli(capsys, *command.split())
+        assert code == 0, err
+    remote = LocalAgentExec(harness.server.server_address[1], TOKEN)
+    monkeypatch.setattr("ovpn.ops.users_live.connect", lambda app, server: remote)
+    code, out, err = run_cli(capsys, "stats", "--server", "vpn-nl", "--user", "carol", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["users"]
+    assert [r["email"] for r in rows] == [email], rows
+    assert rows[0]["downlink_bytes"] >= 50_000 and rows[0]["in_runtime"] is True
+    assert ("GET", "/users/status?email=carol%2Bvpn%40global") in remote.calls
 
 
 def test_the_ovpn_agent_command_collects_on_its_own_schedule(lab: XrayLoopback, tmp_path: Path) -> None:

@@ -129,7 +129,9 @@ def test_the_state_itself_refuses_a_new_clash(seeded: Path) -> None:
         assert row == ("bob", "BOB@global", 0)
 
 
-def test_the_migration_reports_existing_clashes_once(clashing: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_migration_reports_existing_clashes_once(
+    clashing: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = user_rows(clashing)
     code, _, err = run_cli(capsys, "server", "list")
     assert code == 0

@@ -21,18 +21,30 @@ import uuid as uuid_module
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ovpn import __version__
 from ovpn.agent.certcheck import CertCheck
-from ovpn.agent.collector import MARKER_EMAIL, Collector, CollectResult
-from ovpn.agent.enforce import Enforcer, EnforceResult
+from ovpn.agent.http_limits import MAX_WORKERS, REQUEST_SECONDS, BoundedHTTPServer, DeadlineHandler
 from ovpn.agent.metrics import Registry, family_lines
 from ovpn.agent.store import Policy, Store, day_of, expiry_cutoff, window_start_day
-from ovpn.agent.xray_api import XrayApi, XrayApiError
+from ovpn.core.model import MAX_QUOTA_BYTES
+
+# The console script imports this module first: without the agent extra, say what to install in one line.
+AGENT_EXTRA_MODULES = {"grpc", "google", "google.protobuf", "typing_extensions"}
+try:
+    from ovpn.agent.collector import MARKER_EMAIL, Collector, CollectResult
+    from ovpn.agent.enforce import Enforcer, EnforceResult
+    from ovpn.agent.xray_api import XrayApi, XrayApiError
+except ModuleNotFoundError as missing:
+    if missing.name not in AGENT_EXTRA_MODULES:
+        raise
+    raise SystemExit(
+        f"ovpn-agent needs the agent extra ({missing.name} is not installed): pip install 'ovpn[agent]'"
+    ) from None
 
 log = logging.getLogger("ovpn-agent")
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -68,7 +80,9 @@ def iso(moment: float | None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- input checks
 
-_EMAIL = re.compile(r"^[^\s\"\\>]{1,254}$")
+# Matched whole (fullmatch): `$` would let a trailing newline through.
+_EMAIL = re.compile(r"[^\s\"\\>\x00-\x1f\x7f]{1,254}")
+_USERNAME = re.compile(r"[^\x00-\x1f\x7f]{1,254}")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -78,8 +92,17 @@ def _field(item: dict[str, Any], name: str, where: str) -> Any:
     return item[name]
 
 
+def _utf8(value: str) -> bool:
+    """JSON can carry lone surrogates (`"\\ud800"`), which no UTF-8 store or log can take."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_email(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value) or ">>>" in value:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value) or ">>>" in value or not _utf8(value):
         raise ApiError(
             HTTPStatus.BAD_REQUEST, f"{where}: email must be a non-empty string without spaces or quotes"
         )
@@ -112,6 +135,10 @@ def check_quota(value: object, where: str) -> int | None:
         raise ApiError(
             HTTPStatus.BAD_REQUEST, f"{where}: quota_bytes must be null (the default) or a positive integer"
         )
+    if value > MAX_QUOTA_BYTES:
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, f"{where}: quota_bytes must be at most {MAX_QUOTA_BYTES} (1 PiB)"
+        )
     return value
 
 
@@ -138,8 +165,9 @@ def parse_policies(body: dict[str, Any]) -> tuple[list[Policy], int | None]:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"{where}: {email} is reserved and cannot be a user")
         seen.add(email.lower())
         username = item.get("username", email.split("@")[0])
-        if not isinstance(username, str) or not username:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"{where}: username must be a non-empty string")
+        if not isinstance(username, str) or not _USERNAME.fullmatch(username) or not _utf8(username):
+            raise ApiError(HTTPStatus.BAD_REQUEST,
+                           f"{where}: username must be a non-empty string without control characters")  # fmt: skip
         policies.append(
             Policy(
                 email=email,
@@ -539,10 +567,9 @@ TOKEN_GET_ROUTES = {"/quota/policies"}
 
 
 def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(DeadlineHandler):
         server_version = f"ovpn-agent/{__version__}"
         protocol_version = "HTTP/1.1"
-        timeout = 30  # per-connection socket timeout: a stuck client does not hold a thread forever
 
         def do_GET(self) -> None:
             self._dispatch("GET")
@@ -575,6 +602,9 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                     self._send(200, "text/plain; version=0.0.4; charset=utf-8", agent.metrics_text().encode())
                     return
                 self._json(200, self._route(path, query))
+            except TimeoutError as e:  # the body did not arrive in time (DeadlineHandler)
+                self.close_connection = True
+                self._json(HTTPStatus.REQUEST_TIMEOUT, {"error": str(e)})
             except ApiError as e:
                 if e.status == HTTPStatus.METHOD_NOT_ALLOWED:
                     self._json(e.status, {"error": e.message, **e.extra}, allow=str(e.extra.get("allow", "")))
@@ -658,8 +688,10 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 return {}
             try:
                 body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ApiError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {e}") from None
+            except RecursionError:
+                raise ApiError(HTTPStatus.BAD_REQUEST, "malformed JSON: nested too deeply") from None
+            except ValueError as e:  # also UnicodeDecodeError, and an integer of more than 4300 digits
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {str(e).split(';')[0]}") from None
             if not isinstance(body, dict):
                 raise ApiError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
             return body
@@ -683,8 +715,7 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class AgentServer(ThreadingHTTPServer):
-    daemon_threads = True
+AgentServer = BoundedHTTPServer
 
 
 def read_token(env: dict[str, str]) -> str:
@@ -693,8 +724,16 @@ def read_token(env: dict[str, str]) -> str:
     return env.get("OVPN_AGENT_TOKEN", "").strip()
 
 
-def serve(agent: Agent, listen: tuple[str, int]) -> AgentServer:
-    return AgentServer(listen, make_handler(agent))
+def serve(
+    agent: Agent,
+    listen: tuple[str, int],
+    *,
+    workers: int = MAX_WORKERS,
+    request_seconds: float = REQUEST_SECONDS,
+) -> AgentServer:
+    """The agent's HTTP server: at most `workers` connections at once, each request read within
+    `request_seconds` (see ovpn.agent.http_limits for why these bounds)."""
+    return AgentServer(listen, make_handler(agent), workers=workers, request_seconds=request_seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

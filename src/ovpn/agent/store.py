@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ovpn.core.model import DEFAULT_QUOTA_BYTES
+from ovpn.core.model import DEFAULT_QUOTA_BYTES, MAX_QUOTA_BYTES
 
 DB_NAME = "stats.db"
 WINDOW_DAYS = 30
@@ -341,8 +341,9 @@ class Store:
                 self.set_meta(db, "default_quota_bytes", str(default_quota))
 
     def default_quota(self) -> int:
+        """The synced default; one stored before quotas were bounded reads as the bound."""
         value = self.meta("default_quota_bytes")
-        return int(value) if value else DEFAULT_QUOTA_BYTES
+        return min(int(value), MAX_QUOTA_BYTES) if value else DEFAULT_QUOTA_BYTES
 
     def quota_states(self) -> dict[str, QuotaState]:
         rows = self.query("SELECT email, blocked, blocked_at, reset_at FROM quota_state")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from ovpn.core.model import DEFAULT_QUOTA_BYTES, User
 from ovpn.errors import OvpnError
@@ -43,6 +44,12 @@ def user_policy(users: Sequence[User]) -> dict[str, object]:
     }  # fmt: skip
 
 
+def agent_path(path: str, **query: str | None) -> str:
+    """An agent URL path with its query string encoded (an email may hold `+`, which reads as a space raw)."""
+    given = {name: value for name, value in query.items() if value is not None}
+    return f"{path}?{urlencode(given)}" if given else path
+
+
 def agent_request(host: Host, method: str, path: str, body: object | None = None) -> Any:
     """One call to the host's agent; raises OvpnError on any failure, with the agent's own message."""
     payload = b"" if body is None else json.dumps(body).encode()
@@ -67,10 +74,8 @@ def agent_request(host: Host, method: str, path: str, body: object | None = None
         raise OvpnError(f"the agent on {host.server.name} refused the token: {error}",
                         "the agent and .env disagree (version or token skew): redeploy the server")  # fmt: skip
     if status >= 400:
-        raise OvpnError(
-            f"the agent on {host.server.name} answered {status}: {document.get('error')}", "see `ovpn doctor`"
-        )
-    return dict(document)
+        raise OvpnError(f"the agent on {host.server.name} answered {status}: {error}", "see `ovpn doctor`")
+    return document
 
 
 def sync_policy(host: Host, users: Sequence[User]) -> dict[str, Any]:

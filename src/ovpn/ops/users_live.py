@@ -25,7 +25,7 @@ from typing import Any
 
 from ovpn.core.model import Server, User
 from ovpn.errors import OvpnError
-from ovpn.ops.agent_client import agent_request, sync_policy
+from ovpn.ops.agent_client import agent_path, agent_request, sync_policy
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, deploy
 from ovpn.ops.host import RELEASE_MARKER, RUNTIME_DIR, Host, LiveRelease, connect
@@ -146,12 +146,11 @@ def apply_users_live(app: App, progress: Progress, *, reset_email: str | None = 
 
 def server_stats(app: App, name: str, email: str | None = None) -> dict[str, Any]:
     """Usage and state per user on one server, as its agent counts them."""
-    query = f"?email={email}" if email else ""
     with app.reading() as repo:
         server = repo.server(name)
     with connect(app, server) as ssh:
         host = Host(ssh, server)
-        users = agent_request(host, "GET", "/users/status" + query)
+        users = agent_request(host, "GET", agent_path("/users/status", email=email))
         totals = agent_request(host, "GET", "/stats/total")
     traffic = {row["email"]: row for row in totals}
     rows = []
