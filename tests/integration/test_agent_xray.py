@@ -26,10 +26,9 @@ from tests.support.cli import run_cli
 from tests.support.waiting import LOOPBACK, free_port, wait_for
 from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
-from ovpn.agent.collector import MARKER_EMAIL
 from ovpn.agent.main import Agent, AgentServer, serve
 from ovpn.agent.xray_api import XrayApi
-from ovpn.core.model import MAX_QUOTA_BYTES
+from ovpn.core.model import AGENT_MARKER_EMAIL, MAX_QUOTA_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +107,7 @@ class Harness:
         }
 
     def runtime_emails(self) -> set[str]:
-        return set(self.xray.inbound_users(TAG)) - {MARKER_EMAIL}
+        return set(self.xray.inbound_users(TAG)) - {AGENT_MARKER_EMAIL}
 
     def xray_user_bytes(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovpn.agent.collector import MARKER_EMAIL, Collector
+from ovpn.agent.collector import Collector
 from ovpn.agent.enforce import Enforcer
 from ovpn.agent.metrics import Registry, escape
 from ovpn.agent.store import CycleOutcome, CycleWrite, Policy, Store, window_start_day
 from ovpn.agent.xray_api import RuntimeUser, XrayApiError
+from ovpn.core.model import AGENT_MARKER_EMAIL
 from ovpn.render.monitoring.alerts import agent_group, certificate_group
 
 
@@ -295,7 +296,7 @@ def test_expiry_disabled_users_and_reconcile_leave_other_users_alone(tmp_path: P
     assert sorted(result.removed) == ["u0@global", "u1@global"]
     # u3 is not in the policy (not synced yet) and the relay is never the agent's: both untouched.
     assert set(rig.xray.users) == {"u2@global", "u3@global", "proxy-service@cluster"}
-    assert MARKER_EMAIL not in {p.email for p in rig.store.policies().values()}
+    assert AGENT_MARKER_EMAIL not in {p.email for p in rig.store.policies().values()}
 
 
 def test_an_api_outage_during_enforcement_is_retried_with_a_reconcile(tmp_path: Path) -> None:

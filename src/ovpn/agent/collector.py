@@ -3,7 +3,7 @@
 Telling an Xray restart from a quiet period. Counters live in Xray's memory and start again at 0 when it
 restarts; a counter that is lower than its stored position is therefore a restart. But a restarted Xray can
 also have counted *more* than the old position before the next read, and then the drop is invisible. So the
-collector marks the Xray process it reads: a runtime-only user (`MARKER_EMAIL`, a fresh random id each time it is
+collector marks the Xray process it reads: a runtime-only user (`AGENT_MARKER_EMAIL`, a fresh random id each time it is
 planted, never in config.json and never given to anyone) is added when absent. A restarted Xray has lost it. The
 positions are stored together with the marker's id; counters read from a process holding another marker (or
 none) are new traffic in full. The marker is checked before and after reading, so a restart in the middle of a
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from ovpn.agent.metrics import Registry
 from ovpn.agent.store import CycleWrite, Store
 from ovpn.agent.xray_api import USER_COUNTER_PREFIX, XrayApi, XrayApiError
+from ovpn.core.model import AGENT_MARKER_EMAIL
 
 log = logging.getLogger("ovpn-agent.collector")
 
-MARKER_EMAIL = "ovpn-agent-marker@local"
 GENERATION_KEY = "xray_generation"
 SPIKE_BYTES = 1024**3
 
@@ -97,12 +97,12 @@ class Collector:
         )
 
     def _marker(self) -> str | None:
-        user = self.api.inbound_user(self.inbound_tag, MARKER_EMAIL)
+        user = self.api.inbound_user(self.inbound_tag, AGENT_MARKER_EMAIL)
         return user.uuid if user is not None else None
 
     def _plant_marker(self) -> str:
         marker = str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
-        self.api.add_vless_user(self.inbound_tag, MARKER_EMAIL, marker)
+        self.api.add_vless_user(self.inbound_tag, AGENT_MARKER_EMAIL, marker)
         return marker
 
     def collect(self) -> CollectResult:

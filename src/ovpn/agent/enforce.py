@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ovpn.agent.collector import MARKER_EMAIL
 from ovpn.agent.metrics import Registry
 from ovpn.agent.store import Policy, Store
 from ovpn.agent.xray_api import XrayApi, XrayApiError
+from ovpn.core.model import AGENT_MARKER_EMAIL
 
 log = logging.getLogger("ovpn-agent.enforce")
 
@@ -145,7 +145,7 @@ class Enforcer:
                         result.removed.append(by_lower[email].email)
             assert self.runtime is not None
             for email, should in sorted(want.items()):
-                if email == MARKER_EMAIL:
+                if email == AGENT_MARKER_EMAIL:
                     continue
                 has = self.runtime.get(email, False)
                 if should and not has:

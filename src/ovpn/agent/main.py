@@ -31,12 +31,12 @@ from ovpn.agent.certcheck import CertCheck
 from ovpn.agent.http_limits import MAX_WORKERS, REQUEST_SECONDS, BoundedHTTPServer, DeadlineHandler
 from ovpn.agent.metrics import Registry, family_lines
 from ovpn.agent.store import Policy, Store, day_of, expiry_cutoff, window_start_day
-from ovpn.core.model import MAX_QUOTA_BYTES
+from ovpn.core.model import MAX_QUOTA_BYTES, RESERVED_EMAILS
 
 # The console script imports this module first: without the agent extra, say what to install in one line.
 AGENT_EXTRA_MODULES = {"grpc", "google", "google.protobuf", "typing_extensions"}
 try:
-    from ovpn.agent.collector import MARKER_EMAIL, Collector, CollectResult
+    from ovpn.agent.collector import Collector, CollectResult
     from ovpn.agent.enforce import Enforcer, EnforceResult
     from ovpn.agent.xray_api import XrayApi, XrayApiError
 except ModuleNotFoundError as missing:
@@ -50,8 +50,6 @@ log = logging.getLogger("ovpn-agent")
 PROBE_TIMEOUT_SECONDS = 2.0
 DEFAULT_POLL_SECONDS = 30.0
 DEFAULT_INBOUND_TAG = "vless-reality"
-RELAY_EMAIL = "proxy-service@cluster"
-RESERVED_EMAILS = (MARKER_EMAIL, RELAY_EMAIL)
 RECONCILE_EVERY = 10
 MAX_BODY_BYTES = 16 * 1024 * 1024
 EXPIRING_SECONDS = 2 * 86400
