@@ -5,12 +5,20 @@ Tests in this module run in order and share one lab (three hosts) and one operat
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import io
 import json
+import os
 import queue
+import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -292,12 +300,14 @@ def test_deploy_all_reports_every_server(op: Operator) -> None:
 def test_plan_shows_file_changes_and_touches_nothing(op: Operator, fleet_lab: FleetLab) -> None:
     assert "no changes" in op.ok("deploy", "vpn-nl", "--plan")
     live = live_revision(fleet_lab, "vpn-nl")
-    op.ok("user", "add", "--username", "carol")
+    carol = json.loads(op.ok("user", "add", "--username", "carol", "--json"))["uuid"]
     op.ok("server", "set", "vpn-nl", "--image", "grafana=grafana/grafana:12.4.4")
     out = op.ok("deploy", "vpn-nl", "--plan")
     op.ok("user", "rm", "--username", "carol")
     op.ok("server", "set", "vpn-nl", "--image", f"grafana={MONITORING_IMAGES['grafana']}")
     assert "changed  xray/config.json" in out and '+            "email": "carol@global",' in out
+    # The new user's UUID is a credential: the plan shows that an id was added, not the id.
+    assert '+            "id": "<secret ' in out and carol not in out
     assert "changed  .env" in out and "+GRAFANA_IMAGE=grafana/grafana:12.4.4" in out
     live_env = fleet_lab.exec("vpn-nl", "cat", "/opt/ovpn/.env")
     secrets = [
@@ -306,6 +316,39 @@ def test_plan_shows_file_changes_and_touches_nothing(op: Operator, fleet_lab: Fl
     assert secrets and not any(value in out for value in secrets)
     assert live_revision(fleet_lab, "vpn-nl") == live
     assert "no changes" in op.ok("deploy", "vpn-nl", "--plan")
+
+
+def test_plan_masks_the_live_secrets_and_pins_a_new_host_only_when_asked(
+    fleet_lab: FleetLab, tmp_path: Path
+) -> None:
+    """Another operator, who never reached vpn-nl, holds another REALITY key for it and no users: the plan diffs
+    its bundle against the live one without printing either key or a live UUID, unless asked to."""
+    runtime = Path(tempfile.mkdtemp(prefix="ovpn-rt-", dir="/tmp"))
+    other = lab_operator(fleet_lab, tmp_path, XDG_RUNTIME_DIR=str(runtime))
+    other.ok("server", "add", "--name", "vpn-nl", "--role", "vpn", "--host", fleet_lab.hosts["vpn-nl"].address,
+             "--reality-private-key", XRAY_KEY_PAIRS["other"][0], *lab_server_options(fleet_lab))  # fmt: skip
+    refused = other.run("deploy", "vpn-nl", "--plan")
+    assert refused.returncode == 1 and "is not known" in refused.stderr, refused.stderr
+    old_umask = os.umask(0o022)  # ssh would create a new known_hosts by it
+    try:
+        out = other.ok("deploy", "vpn-nl", "--plan", "--accept-new-host-key")
+    finally:
+        os.umask(old_umask)
+    known_hosts = other.data_dir / "known_hosts"
+    assert known_hosts.read_text().strip() and stat.S_IMODE(known_hosts.stat().st_mode) == 0o600
+    live = json.loads(fleet_lab.exec("vpn-nl", "cat", "/opt/ovpn/xray/config.json"))
+    inbound = live["inbounds"][0]
+    live_key = inbound["streamSettings"]["realitySettings"]["privateKey"]
+    live_uuids = [c["id"] for c in inbound["settings"]["clients"]]  # alice, and the relay once attached
+    assert live_key == XRAY_KEY_PAIRS["pool"][0] and live_uuids
+    as_json = other.ok("deploy", "vpn-nl", "--plan", "--json")
+    assert "changed  xray/config.json" in out and '-          "privateKey": "<secret ' in out
+    assert json.loads(as_json)["changes"]
+    for secret in [live_key, XRAY_KEY_PAIRS["other"][0], *live_uuids]:
+        assert secret not in out and secret not in as_json
+    revealed = other.ok("deploy", "vpn-nl", "--plan", "--reveal-secrets")
+    assert f'-          "privateKey": "{live_key}",' in revealed and all(u in revealed for u in live_uuids)
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def live_emails(lab: FleetLab, host: str) -> list[str]:
@@ -333,11 +376,87 @@ def test_backup_and_restore_bring_back_the_release_and_the_agent_data(
     assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
 
     fleet_lab.exec("vpn-nl", "sh", "-c", f"echo 0000  x > {archive}.sha256")
-    refused = op.run("server", "restore", "vpn-nl", "--from", name)
-    assert refused.returncode == 1 and "does not match its checksum" in refused.stderr
+    refused = op.run("server", "restore", "vpn-nl", "--from", name, "--trust-host-digest")
+    assert refused.returncode == 1 and f"does not match {archive}.sha256" in refused.stderr
     op.ok("user", "rm", "--username", "dora")
     op.ok("deploy", "vpn-nl", "--pull", "never")
     assert "dora@global" not in live_emails(fleet_lab, "vpn-nl")
+
+
+def host_bytes(lab: FleetLab, host: str, path: str) -> bytes:
+    return base64.b64decode(lab.exec(host, "base64", "-w0", path))
+
+
+def put_archive(lab: FleetLab, host: str, path: str, data: bytes) -> str:
+    """Place an archive on the host with a matching `.sha256` beside it, as an attacker would; its digest."""
+    digest = hashlib.sha256(data).hexdigest()
+    lab.exec(host, "sh", "-c", 'cat > "$1"', "sh", path, input=data)
+    lab.exec(host, "sh", "-c", 'echo "$2  ${1##*/}" > "$1.sha256"', "sh", path, digest)
+    return digest
+
+
+def with_entry(archive: bytes, entry: tarfile.TarInfo) -> bytes:
+    """The archive's members plus one more, as a new .tar.gz."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as source, tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for member in source.getmembers():
+            tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+        tar.addfile(entry, io.BytesIO(b""))
+    return out.getvalue()
+
+
+def host_releases(lab: FleetLab, host: str) -> tuple[str, str]:
+    return lab.exec(host, "readlink", "/opt/ovpn"), lab.exec(host, "ls", "-A", "/opt/ovpn-releases")
+
+
+def test_restore_refuses_what_the_local_state_does_not_vouch_for(op: Operator, fleet_lab: FleetLab) -> None:
+    """Issue 12, finding 13: a replaced archive, another server's archive and archives with setuid files,
+    device files, links out of the tree or `..` are refused, and the host keeps its live release."""
+    ours = json.loads(op.ok("server", "backup", "vpn-nl", "--json"))["remote_path"]
+    theirs = json.loads(op.ok("server", "backup", "vpn-de", "--json"))
+    # A backup of a host someone tampered with: it is recorded, so only the listing check stands in the way.
+    planted = ["/opt/ovpn/ovpn-suid", "/opt/ovpn/ovpn-passwd", "/opt/ovpn/ovpn-null"]
+    fleet_lab.exec("vpn-nl", "sh", "-c", "cp /bin/true $1 && chmod 4755 $1 && ln -s /etc/passwd $2 && "
+                   "mknod $3 c 1 3", "sh", *planted)  # fmt: skip
+    try:
+        tampered = json.loads(op.ok("server", "backup", "vpn-nl", "--json"))["remote_path"]
+    finally:
+        fleet_lab.exec("vpn-nl", "rm", "-f", *planted)
+    before, history = host_releases(fleet_lab, "vpn-nl"), revisions(op, "vpn-nl")
+
+    def refused(source: str, *flags: str) -> str:
+        result = op.run("server", "restore", "vpn-nl", "--from", source, *flags)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr
+
+    err = refused(tampered.rsplit("/", 1)[1])
+    assert '"runtime/ovpn-suid" is setuid' in err
+    assert '"runtime/ovpn-passwd" is a symlink to "/etc/passwd"' in err
+    assert '"runtime/ovpn-null" is a character device' in err
+
+    # The archive swapped for another one of the same server, with a matching .sha256 beside it.
+    genuine = host_bytes(fleet_lab, "vpn-nl", ours)
+    put_archive(fleet_lab, "vpn-nl", ours, host_bytes(fleet_lab, "vpn-nl", tampered))
+    assert "does not match the digest recorded when it was taken" in refused(ours.rsplit("/", 1)[1])
+
+    # Another server's archive, copied over with its true digest.
+    foreign = host_bytes(fleet_lab, "vpn-de", theirs["remote_path"])
+    digest = put_archive(fleet_lab, "vpn-nl", theirs["remote_path"], foreign)
+    foreign_name = theirs["remote_path"].rsplit("/", 1)[1]
+    assert "this state has no record of" in refused(foreign_name)
+    err = refused(foreign_name, "--digest", digest)
+    assert "taken from vpn-de (vpn), not from vpn-nl (vpn)" in err
+
+    # A crafted archive that climbs out with `..`, vouched for by the operator's own --digest.
+    climbing = tarfile.TarInfo("runtime/../../../etc/cron.d/ovpn-test")
+    crafted = with_entry(genuine, climbing)
+    path = "/opt/ovpn-backups/vpn-nl-20200101T000000Z.tar.gz"
+    err = refused(path, "--digest", put_archive(fleet_lab, "vpn-nl", path, crafted))
+    assert "\"runtime/../../../etc/cron.d/ovpn-test\" goes up with '..'" in err
+
+    assert host_releases(fleet_lab, "vpn-nl") == before and revisions(op, "vpn-nl") == history
+    assert fleet_lab.exec("vpn-nl", "sh", "-c", "test -e /etc/cron.d/ovpn-test && echo present; true") == ""
+    assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
 
 
 def test_a_bundle_that_fails_xray_test_on_the_host_is_not_switched_to(

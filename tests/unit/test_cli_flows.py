@@ -53,11 +53,11 @@ def test_proxy_defaults_to_the_ru_preset_and_backends_share_one_relay_identity(
     assert isinstance(proxy, dict) and isinstance(nl, dict) and isinstance(de, dict) and isinstance(odd, dict)
     assert proxy["proxy_preset"] == "ru"
     assert proxy["backends"] == [{"name": "vpn-nl", "priority": 100}, {"name": "vpn-de", "priority": 200}]
-    assert nl["relay_uuid"] and nl["relay_uuid"] == de["relay_uuid"]
+    assert nl["relay_identity"] and nl["relay_identity"] == de["relay_identity"]
     assert (
         nl["reality_short_id"] == de["reality_short_id"]
     )  # the relay authenticates with the pool's short id
-    assert odd["relay_uuid"] is None
+    assert odd["relay_identity"] is None
 
 
 def test_attach_is_idempotent_and_priority_can_change(
@@ -93,7 +93,9 @@ def test_detach_then_reattach_keeps_the_relay_identity(
     ok(capsys, "server", "backend", "attach", "--proxy", "proxy-ru", "--backend", "vpn-de")
     after = ok_json(capsys, "server", "show", "vpn-de")
     assert (
-        isinstance(before, dict) and isinstance(after, dict) and before["relay_uuid"] == after["relay_uuid"]
+        isinstance(before, dict)
+        and isinstance(after, dict)
+        and before["relay_identity"] == after["relay_identity"]
     )
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 from tests.support.topology import BACKEND_1, BACKEND_2, PROXY, RELAY_UUID, SOLO, server
 
-from ovpn.core.pool import parity_problems, plan_attach, relay_uuid_for
+from ovpn.core.pool import parity_problems, plan_attach, relay_fingerprint, relay_uuid_for
 from ovpn.errors import OvpnError
 
 FRESH = dataclasses.replace(BACKEND_2, name="vpn-fresh", relay_uuid=None)
@@ -48,8 +48,10 @@ def test_a_backend_from_another_pool_with_another_uuid_is_refused() -> None:
     elsewhere = dataclasses.replace(BACKEND_2, relay_uuid="11111111-1111-4111-8111-111111111111")
     problems = parity_problems([BACKEND_1, elsewhere])
     assert problems == [
-        f"relay UUID differs: vpn-de=11111111-1111-4111-8111-111111111111, vpn-nl={RELAY_UUID}"
+        f"relay UUID differs: vpn-de={relay_fingerprint(elsewhere.relay_uuid)}, "
+        f"vpn-nl={relay_fingerprint(RELAY_UUID)}"
     ]
+    assert RELAY_UUID not in problems[0] and "11111111-1111" not in problems[0]
 
 
 def test_a_proxy_cannot_be_a_backend() -> None:

@@ -71,11 +71,14 @@ def _report(outcome: Any, as_json: bool) -> None:
     "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Parallel hosts for --all."
 )
 @click.option("--plan", "plan_only", is_flag=True, help="Show what would change on the host; touch nothing.")
+@click.option("--reveal-secrets", is_flag=True, help="With --plan: show keys, UUIDs and tokens in the diffs.")
 @with_deploy_options
 @click.pass_obj
-def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan_only: bool, force: bool, pull: str,
-           accept_new_host_key: bool, no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
-    """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure."""
+def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan_only: bool, reveal_secrets: bool,
+           force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
+    """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure.
+
+    `--plan` masks secrets in its diffs (a changed one shows a different `<secret TAG>`) unless --reveal-secrets."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ovpn.errors import OvpnError
@@ -86,10 +89,16 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
         raise OvpnError(
             "give one server name or --all", "for example `ovpn deploy vpn-1` or `ovpn deploy --all`"
         )
+    if reveal_secrets and not plan_only:
+        raise OvpnError(
+            "--reveal-secrets works with --plan", "run `ovpn deploy NAME --plan --reveal-secrets`"
+        )
     if plan_only:
         if name is None:
             raise OvpnError("--plan works on one server", "run `ovpn deploy NAME --plan`")
-        _print_plan(ctx, name, as_json)
+        _print_plan(
+            ctx, name, as_json, accept_new_host_key=accept_new_host_key, reveal_secrets=reveal_secrets
+        )
         return
     if name is not None:
         _report(do_deploy(ctx.app, name, options, _progress(name, as_json)), as_json)
@@ -127,10 +136,12 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
         click.get_current_context().exit(1)
 
 
-def _print_plan(ctx: Context, name: str, as_json: bool) -> None:
+def _print_plan(
+    ctx: Context, name: str, as_json: bool, *, accept_new_host_key: bool, reveal_secrets: bool
+) -> None:
     from ovpn.ops.plan import plan
 
-    result = plan(ctx.app, name)
+    result = plan(ctx.app, name, accept_new_host_key=accept_new_host_key, reveal_secrets=reveal_secrets)
     if as_json:
         emit_json({"server": name, "live_revision": result.live_revision,
                    "changes": [c.__dict__ for c in result.changes]})  # fmt: skip
@@ -269,10 +280,24 @@ def backup(ctx: Context, /, name: str, keep: int, as_json: bool) -> None:
 @click.option(
     "--from", "source", required=True, help="Archive name (or path) in /opt/ovpn-backups on the host."
 )
+@click.option(
+    "--digest",
+    metavar="SHA256",
+    help="For an archive this state has no record of: its SHA-256, as kept when it was taken.",
+)
+@click.option(
+    "--trust-host-digest",
+    is_flag=True,
+    help="For an archive this state has no record of: accept the .sha256 file beside it on the host.",
+)
 @click.pass_obj
-def restore(ctx: Context, /, name: str, source: str) -> None:
-    """Restore a backup as the live release, with the deploy health gate and rollback."""
+def restore(ctx: Context, /, name: str, source: str, digest: str | None, trust_host_digest: bool) -> None:
+    """Restore a backup as the live release, with the deploy health gate and rollback.
+
+    The archive must match the digest recorded in the local state when it was taken, name this server in its
+    manifest, and hold only files, directories and links that stay inside it."""
     from ovpn.ops.backup import restore as do_restore
 
-    revision = do_restore(ctx.app, name, source, _progress(name, False))
+    revision = do_restore(ctx.app, name, source, _progress(name, False), digest=digest,
+                          trust_host_digest=trust_host_digest)  # fmt: skip
     click.echo(f"{name}: restored {source} as {revision}")

@@ -13,7 +13,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 
 def _public(server: Any, reveal: bool = False) -> dict[str, Any]:
-    """A server as JSON; the private key only when asked for."""
+    """A server as JSON; its secrets (the REALITY private key, the relay UUID) only when asked for. Otherwise the
+    relay identity shows as a fingerprint, which still tells whether two backends share one."""
+    from ovpn.core.pool import relay_fingerprint
+
     doc = {
         "name": server.name,
         "role": server.role,
@@ -29,12 +32,13 @@ def _public(server: Any, reveal: bool = False) -> dict[str, Any]:
         "reality_short_id": server.reality_short_id,
         "reality_server_name": server.reality_server_name,
         "reality_target": server.reality_target,
-        "relay_uuid": server.relay_uuid,
+        "relay_identity": relay_fingerprint(server.relay_uuid),
         "images": dict(server.images),
         "agent_cert_file": server.agent_cert_file,
     }
     if reveal:
         doc["reality_private_key"] = server.reality_private_key
+        doc["relay_uuid"] = server.relay_uuid
     return doc
 
 
@@ -82,15 +86,16 @@ def add(ctx: Context, /, as_json: bool, **options: Any) -> None:
 
 
 @server.command("list")
+@click.option("--reveal-secrets", is_flag=True, help="With --json: include private keys and relay UUIDs.")
 @json_option
 @click.pass_obj
-def list_(ctx: Context, /, as_json: bool) -> None:
+def list_(ctx: Context, /, reveal_secrets: bool, as_json: bool) -> None:
     """List servers."""
     with ctx.app.reading() as repo:
         servers = repo.servers()
         attachments = repo.attachments()
     if as_json:
-        emit_json([_public(s) for s in servers])
+        emit_json([_public(s, reveal_secrets) for s in servers])
         return
     pools: dict[str, list[str]] = {}
     for a in attachments:
@@ -114,7 +119,7 @@ def list_(ctx: Context, /, as_json: bool) -> None:
 
 @server.command("show")
 @click.argument("name")
-@click.option("--reveal-secrets", is_flag=True, help="Include the REALITY private key.")
+@click.option("--reveal-secrets", is_flag=True, help="Include the REALITY private key and the relay UUID.")
 @json_option
 @click.pass_obj
 def show(ctx: Context, /, name: str, reveal_secrets: bool, as_json: bool) -> None:

@@ -9,6 +9,7 @@ signal), instead of silently handing the proxy to its camouflage site.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -17,17 +18,23 @@ from ovpn.core.model import Server
 from ovpn.errors import OvpnError
 
 
+def relay_fingerprint(relay_uuid: str | None) -> str | None:
+    """What may be printed of a relay UUID (a credential): enough to tell two apart, nothing to rebuild one from."""
+    return None if relay_uuid is None else "sha256:" + hashlib.sha256(relay_uuid.encode()).hexdigest()[:12]
+
+
 def _fields(server: Server) -> dict[str, str | None]:
     return {
         "REALITY public key": server.reality_public_key,
         "REALITY short id": server.reality_short_id,
         "REALITY server name": server.reality_server_name,
-        "relay UUID": server.relay_uuid,
+        "relay UUID": relay_fingerprint(server.relay_uuid),
     }
 
 
 def parity_problems(pool: Sequence[Server]) -> list[str]:
-    """One line per field that differs, naming every server and its value (public values only)."""
+    """One line per field that differs, naming every server and its value (public values, and the relay UUID's
+    fingerprint)."""
     problems: list[str] = []
     if len(pool) < 2:
         return problems

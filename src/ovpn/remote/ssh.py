@@ -5,12 +5,16 @@ goes through one multiplexed connection per host (ControlMaster), runs in batch 
 timeout and a timeout of its own, and builds the remote command with shell quoting from an argument list, so no
 value can inject shell syntax. Secrets travel on stdin, never in a command line. This module knows nothing about
 Xray or ovpn's layout.
+
+The master connection's socket carries every later command and the secrets sent on stdin, so its folder must be
+ours alone: `private_control_dir` creates it 0700 or refuses one that another user made or could enter.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +26,10 @@ from ovpn.errors import OvpnError
 CONNECT_TIMEOUT_SECONDS = 15
 DEFAULT_TIMEOUT_SECONDS = 120
 SSH_FAILED = 255
+# A Unix socket path holds at most 103 bytes on the BSDs and macOS (107 on Linux). ssh names the socket by `%C`
+# (40 hex characters) and binds it first under a temporary name 17 characters longer, so the folder gets the rest.
+MAX_SOCKET_PATH = 103
+CONTROL_NAME_LENGTH = 1 + 40 + 17
 
 
 @dataclass(frozen=True)
@@ -81,15 +89,23 @@ def remote_command(argv: Sequence[str], *, sudo: bool = False, timeout: int | No
     return shlex.join(words)
 
 
-def classify_ssh_failure(target: SshTarget, stderr: str) -> OvpnError:
+def known_hosts_name(target: SshTarget) -> str:
+    """The name ssh files the target's key under: `host`, or `[host]:port` for another port than 22."""
+    return target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+
+
+def classify_ssh_failure(target: SshTarget, stderr: str, known_hosts: Path | None = None) -> OvpnError:
     """Turn ssh's own failure (exit 255) into one line and a hint."""
     text = stderr.strip()
     last = text.splitlines()[-1] if text else "no output"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or ("Host key for" in text and "has changed" in text):
+        name = shlex.quote(known_hosts_name(target))
+        own = f" -f {shlex.quote(str(known_hosts))}" if known_hosts else ""
         return OvpnError(
             f"the host key of {target.host} has CHANGED: refusing to connect",
             "if the server was reinstalled, verify the new key out of band, then remove the old one with "
-            f"`ssh-keygen -R {target.host}` (and from ovpn's known_hosts) and connect again",
+            f"`ssh-keygen -R {name}` and, from ovpn's own known_hosts, `ssh-keygen -R {name}{own}`; then connect "
+            "again",
         )
     if (
         "Host key verification failed" in text
@@ -120,8 +136,8 @@ class Ssh:
     def __init__(self, target: SshTarget, settings: SshSettings) -> None:
         self.target = target
         self.settings = settings
-        settings.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        settings.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_known_hosts(settings.known_hosts)
+        private_control_dir(settings.control_dir)
 
     def __enter__(self) -> Ssh:
         return self
@@ -181,7 +197,7 @@ class Ssh:
         result = RemoteResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
         # ovpn never runs remote commands that exit 255 on purpose, so 255 means ssh itself failed.
         if proc.returncode == SSH_FAILED:
-            raise classify_ssh_failure(self.target, result.error_text)
+            raise classify_ssh_failure(self.target, result.error_text, self.settings.known_hosts)
         if check and not result.ok:
             detail = (result.error_text or result.text.strip()).splitlines()
             raise OvpnError(
@@ -220,11 +236,69 @@ class Ssh:
         )
 
 
+def _private_folder_error(path: Path, reason: str) -> OvpnError:
+    return OvpnError(
+        f"the SSH control folder {path} {reason}: refusing to use it",
+        "another local user may have made it to receive ovpn's SSH sessions; check who owns it, remove it, and run "
+        "again (or point TMPDIR or XDG_RUNTIME_DIR at a private folder)",
+    )
+
+
+def private_control_dir(path: Path) -> Path:
+    """Create the ControlMaster folder 0700, or accept an existing one only if it is a real folder (not a symlink),
+    owned by this user, that no group or other user can enter."""
+    try:
+        path.mkdir(mode=0o700)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as e:
+        raise OvpnError(f"cannot create the SSH control folder {path}: {e.strerror}",
+                        "point TMPDIR or XDG_RUNTIME_DIR at a writable private folder") from None  # fmt: skip
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise _private_folder_error(path, "is not a folder (a symlink or a file)")
+    if st.st_uid != os.geteuid():
+        raise _private_folder_error(path, f"belongs to another user (uid {st.st_uid})")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise _private_folder_error(path, f"is open to other users (mode {stat.S_IMODE(st.st_mode):04o})")
+    if created and stat.S_IMODE(st.st_mode) != 0o700:
+        path.chmod(0o700)  # a umask that also took the owner's bits
+    return path
+
+
+def private_known_hosts(path: Path) -> None:
+    """Create ovpn's known_hosts 0600 before ssh appends to it (ssh would create it by the umask), and tighten
+    one an older ovpn left readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise OvpnError(f"cannot open {path}: {e.strerror}",
+                        "it must be a regular file of yours in the data directory") from None  # fmt: skip
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def control_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where the master sockets live: the user's runtime folder if there is one, else the temp folder; the first
+    whose path leaves room for the socket's name."""
+    name = f"ovpn-ssh-{os.geteuid()}"
+    candidates = [Path(env["XDG_RUNTIME_DIR"]) / "ovpn-ssh"] if env.get("XDG_RUNTIME_DIR") else []
+    candidates += [Path(tempfile.gettempdir()) / name, Path("/tmp") / name]  # noqa: S108 - checked, see above
+    for candidate in candidates:
+        if candidate.parent.is_dir() and len(os.fsencode(candidate)) + CONTROL_NAME_LENGTH <= MAX_SOCKET_PATH:
+            return candidate
+    return candidates[-1]
+
+
 def default_settings(data_dir: Path, *, accept_new_host_key: bool = False) -> SshSettings:
-    control = Path(tempfile.gettempdir()) / f"ovpn-ssh-{os.getuid()}"
     return SshSettings(
         known_hosts=data_dir / "known_hosts",
-        control_dir=control,
+        control_dir=control_dir(),
         accept_new_host_key=accept_new_host_key,
         config_file=Path(os.environ["OVPN_SSH_CONFIG"]) if os.environ.get("OVPN_SSH_CONFIG") else None,
     )
