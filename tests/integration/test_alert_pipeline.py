@@ -1,7 +1,8 @@
 """The proxy's alert pipeline for real, on 127.0.0.1: rendered haproxy.cfg, prometheus.yml, alert rules and
 alertmanager.yml run in real HAProxy 2.6, Prometheus and Alertmanager; the pool's backends are real Xray
-processes that the tests kill and restart by PID; Alertmanager's webhook goes, through a recording tee, to the
-real ovpn-telegram-bot process, which sends its messages to a Bot API stand-in on loopback.
+processes that the tests kill and restart by PID; Alertmanager's webhook goes, with the bearer token from the
+rendered credentials file, through a recording tee, to the real ovpn-telegram-bot process, which takes only that
+token and sends its messages to a Bot API stand-in on loopback.
 
 The rendered files change only where loopback forces it and where minutes would become seconds: see the
 `loopback_*` functions in tests/support/monitoring_stack.py, whose docstrings list every change.
@@ -71,6 +72,7 @@ from ovpn.render.monitoring.spec import (
     JOB_HAPROXY,
     JOB_NODE_EXPORTER,
     JOB_PROMETHEUS,
+    WEBHOOK_TOKEN_FILE,
 )
 from ovpn.render.names import POOL_BACKEND
 from ovpn.render.server_bundle import RenderRequest, render_server_bundle
@@ -83,13 +85,15 @@ POOL_DOWN = "OvpnProxyPoolDown"
 BACKEND_DOWN = "OvpnProxyBackendDown"
 AGENT_TOKEN = "pipeline-agent-token-0123456789"
 BOT_TOKEN = "123456789:AApipeline-bot-token"
+WEBHOOK_TOKEN = "pipeline-webhook-token-0123456789"
 OWNER = 4242
 NOTIFY_CHAT = -100777
 
 
 def with_bot(req: RenderRequest) -> RenderRequest:
-    """The server as `server monitor telegram-setup` leaves it: its bot is scraped and alerted on."""
-    return dataclasses.replace(req, telegram=TelegramSettings(OWNER))
+    """The server as `server monitor telegram-setup` leaves it: its bot is scraped and alerted on, and its
+    webhooks take the server's webhook token."""
+    return dataclasses.replace(req, telegram=TelegramSettings(OWNER), bot_webhook_token=WEBHOOK_TOKEN)
 
 
 def need(tool: str) -> str:
@@ -225,15 +229,17 @@ def _start_cadvisor(stack: Stack, cadvisor: Path, bundle: dict[str, Any]) -> Non
              what="cAdvisor's first container stats")  # fmt: skip
 
 
-def _start_bot(stack: Stack) -> None:
-    """The real ovpn-telegram-bot process, configured as on a proxy (environment only), its Bot API on loopback.
-    Its Docker socket does not exist here (no restarts), and the environment carries no proxy settings."""
+def _start_bot(stack: Stack, webhook_token_file: Path) -> None:
+    """The real ovpn-telegram-bot process, configured as on a proxy (environment only), its Bot API on loopback,
+    its webhook token the rendered file. Its Docker socket does not exist here (no restarts), and the environment
+    carries no proxy settings."""
     bot = Path(sys.executable).parent / "ovpn-telegram-bot"
     token_file = stack.work / "telegram_bot_token"
     token_file.write_text(BOT_TOKEN + "\n")
     env = {
         "PATH": "/usr/bin:/bin", "HOME": str(stack.work),
         "OVPN_TELEGRAM_LISTEN": f"{LOOPBACK}:{stack.ports['bot']}", "OVPN_TELEGRAM_TOKEN_FILE": str(token_file),
+        "OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE": str(webhook_token_file),
         "OVPN_TELEGRAM_SERVER_NAME": SERVER, "OVPN_TELEGRAM_SERVER_ROLE": "proxy",
         "OVPN_TELEGRAM_AGENT_URL": stack.url("ovpn-agent", ""), "OVPN_TELEGRAM_PROMETHEUS_URL": stack.url("prometheus", ""),
         "OVPN_TELEGRAM_OWNER_USER_ID": str(OWNER), "OVPN_TELEGRAM_NOTIFY_CHAT_IDS": str(NOTIFY_CHAT),
@@ -280,10 +286,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
             _start_cadvisor(stack, cadvisor, bundle)
             _start_agent(stack, lab)
-            _start_bot(stack)
+            # The rendered webhook token file, as both the bot and Alertmanager read it on a host.
+            webhook_token_file = work / "bot_webhook_token"
+            webhook_token_file.write_bytes(bundle[WEBHOOK_TOKEN_FILE].content)
+            webhook_token_file.chmod(0o600)
+            _start_bot(stack, webhook_token_file)
 
             am_config = loopback_alertmanager_config(yaml.safe_load(bundle[ALERTMANAGER_CONFIG].content),
-                                                     webhook_url=webhook.url)  # fmt: skip
+                                                     webhook_url=webhook.url,
+                                                     credentials_file=webhook_token_file)  # fmt: skip
             write_yaml(work / "alertmanager.yml", am_config)
             procs.start("alertmanager", [
                 alertmanager, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'am-data'}",
@@ -408,6 +419,8 @@ def test_a_dead_pool_fires_through_to_the_webhook_and_resolves(stack: Stack) -> 
         assert sent["labels"]["server"] == SERVER and sent["status"] == "firing"
         assert sent["annotations"]["summary"] == f"{SERVER}: no foreign backend is UP"
         assert notification["receiver"] == "ovpn-telegram-bot"
+        # Alertmanager presented the token from the rendered credentials file, and the bot took it.
+        assert {n.authorization for n in stack.webhook.since(mark)} == {f"Bearer {WEBHOOK_TOKEN}"}
         (text,) = wait_for(lambda: stack.bot_messages(POOL_DOWN, "FIRING"), timeout=30,
                            what=f"the bot's message about {POOL_DOWN}")  # fmt: skip
         assert f"{SERVER}: no foreign backend is UP" in text and "[critical]" in text

@@ -28,11 +28,15 @@ NOTIFY = (-100777, 5151)
 OK_CONTAINER = "ovpn-fleetlab-bot-ok"
 BAD_CONTAINER = "ovpn-fleetlab-bot-bad"
 AGENT_TOKEN = "agent-test-token"
+WEBHOOK_TOKEN = "webhook-test-token-0123456789abcdef"
 
 
-def http(url: str, body: object | None = None) -> tuple[int, bytes]:
+def http(url: str, body: object | None = None, authorization: str | None = None) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
@@ -49,15 +53,22 @@ class BotProcess:
     fake: FakeBotApi
     log: Path
 
+    def post(self, path: str, body: object, authorization: str | None = f"Bearer {WEBHOOK_TOKEN}") -> int:
+        """POST to a webhook, with the bot's webhook token unless told otherwise; the status."""
+        return http(f"{self.url}{path}", body, authorization)[0]
+
     def health(self) -> dict[str, Any]:
         status, body = http(f"{self.url}/health")
         return json.loads(body) if status == 200 else {}
 
-    def metric(self, line_start: str) -> float:
+    def metric(self, line_start: str, default: float | None = None) -> float:
+        """A sample's value; `default` if given and the bot does not export it."""
         _, body = http(f"{self.url}/metrics")
         for line in body.decode().splitlines():
             if line.startswith(line_start + " "):
                 return float(line.split()[-1])
+        if default is not None:
+            return default
         raise AssertionError(f"no metric {line_start}")
 
 
@@ -78,11 +89,14 @@ def start_bot(
     fake = FakeBotApi(TOKEN).start()
     token_file = tmp / "telegram_bot_token"
     token_file.write_text(TOKEN + "\n")
+    webhook_token_file = tmp / "bot_webhook_token"
+    webhook_token_file.write_text(WEBHOOK_TOKEN)
     port = free_port()
     env = {
         **os.environ,
         "OVPN_TELEGRAM_LISTEN": f"127.0.0.1:{port}",
         "OVPN_TELEGRAM_TOKEN_FILE": str(token_file),
+        "OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE": str(webhook_token_file),
         "OVPN_TELEGRAM_SERVER_NAME": f"{role}-test",
         "OVPN_TELEGRAM_SERVER_ROLE": role,
         "OVPN_TELEGRAM_AGENT_URL": agent_url,
@@ -176,8 +190,7 @@ def _firing_and_resolved() -> dict[str, Any]:
 
 def test_alertmanager_webhook_reaches_owner_and_notify_chats(vpn: BotProcess) -> None:
     received = vpn.metric('ovpn_bot_alerts_received_total{status="firing"}')
-    status, body = http(f"{vpn.url}/alertmanager", _firing_and_resolved())
-    assert status == 200, body
+    assert vpn.post("/alertmanager", _firing_and_resolved()) == 200
     for chat in (OWNER, *NOTIFY):
         call = vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown")
         assert "FIRING 1" in call.text and "RESOLVED 1" in call.text
@@ -187,12 +200,11 @@ def test_alertmanager_webhook_reaches_owner_and_notify_chats(vpn: BotProcess) ->
         assert "ovpn-agent:9090" in call.text
         assert call.params.get("parse_mode") == "HTML"
     assert vpn.metric('ovpn_bot_alerts_received_total{status="firing"}') >= received + 1
-    status, _ = http(
-        f"{vpn.url}/events", {"kind": "deploy", "server": "vpn-test", "message": "release 7 is live"}
+    assert (
+        vpn.post("/events", {"kind": "deploy", "server": "vpn-test", "message": "release 7 is live"}) == 200
     )
-    assert status == 200
     vpn.fake.sent_to(NOTIFY[0], "release 7 is live")
-    assert http(f"{vpn.url}/alertmanager", {"alerts": "nope"})[0] == 400
+    assert vpn.post("/alertmanager", {"alerts": "nope"}) == 400
     assert http(f"{vpn.url}/health", {"x": 1})[0] == 405
 
 
@@ -203,8 +215,7 @@ def test_health_degraded_while_telegram_unreachable_and_alerts_wait(vpn: BotProc
         lambda: (h := vpn.health()).get("status") == "degraded" and h, timeout=20, what="degraded health"
     )
     assert health["telegram"] == "unreachable"
-    status, _ = http(f"{vpn.url}/alertmanager", _firing_and_resolved())
-    assert status == 200
+    assert vpn.post("/alertmanager", _firing_and_resolved()) == 200
     wait_for(lambda: vpn.metric("ovpn_bot_messages_failed_total") > 0, timeout=20, what="a failed delivery")
     assert vpn.process.poll() is None
     assert vpn.metric("ovpn_bot_telegram_reachable") == 0
@@ -214,6 +225,69 @@ def test_health_degraded_while_telegram_unreachable_and_alerts_wait(vpn: BotProc
     for chat in (OWNER, *NOTIFY):
         vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown", timeout=30)
     assert vpn.metric("ovpn_bot_telegram_reachable") == 1
+
+
+# ---------------------------------------------------------------------------------------- webhook tokens
+
+FORGED_AUTHORIZATIONS = {
+    "missing": None,
+    "wrong": "Bearer not-the-webhook-token",
+    "truncated": f"Bearer {WEBHOOK_TOKEN[:-1]}",
+    "other-scheme": f"Basic {WEBHOOK_TOKEN}",
+    "no-scheme": WEBHOOK_TOKEN,
+}
+
+
+def _alert(name: str) -> dict[str, Any]:
+    return {"version": "4", "status": "firing",
+            "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": "critical"}}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/alertmanager", "/events"])
+def test_webhooks_refuse_a_missing_or_wrong_token_and_queue_nothing(vpn: BotProcess, path: str) -> None:
+    forged = (
+        _alert("OvpnForgedAlert") if path == "/alertmanager" else {"kind": "deploy", "message": "OvpnForged"}
+    )
+    wait_for(lambda: vpn.health().get("pending_messages") == 0, timeout=30, what="an empty queue")
+    refused = vpn.metric(f'ovpn_bot_webhook_unauthorized_total{{path="{path}"}}', default=0)
+    for name, authorization in FORGED_AUTHORIZATIONS.items():
+        status, body = http(f"{vpn.url}{path}", forged, authorization)
+        assert status == 401, (name, body)
+        reason = json.loads(body)["error"]
+        assert reason == ("missing bearer token" if authorization is None else "wrong bearer token"), name
+    assert vpn.metric(f'ovpn_bot_webhook_unauthorized_total{{path="{path}"}}') == refused + len(
+        FORGED_AUTHORIZATIONS
+    )
+    # Messages go out in order: once a message sent with the token is delivered, nothing forged was queued.
+    assert vpn.post("/events", {"kind": "marker", "message": "sent with the token"}) == 200
+    vpn.fake.sent_to(OWNER, "sent with the token")
+    assert [c.text for c in vpn.fake.calls("sendMessage") if "OvpnForged" in c.text] == []
+    assert WEBHOOK_TOKEN not in vpn.log.read_text()
+
+
+def test_an_event_flood_during_an_outage_never_pushes_out_an_alert(vpn: BotProcess) -> None:
+    """More events than the queue holds (600, to three chats each, for a 500-message queue) arrive while Telegram
+    is down, between two alerts: both alerts reach every chat once Telegram answers again."""
+    wait_for(lambda: vpn.health().get("pending_messages") == 0, timeout=30, what="an empty queue")
+    vpn.fake.clear()
+    dropped = vpn.metric("ovpn_bot_messages_dropped_total")
+    vpn.fake.set_down(True)
+    assert vpn.post("/alertmanager", _alert("OvpnBeforeTheFlood")) == 200
+    for i in range(600):
+        assert vpn.post("/events", {"kind": "flood", "message": f"flood event {i}"}) == 200
+    assert vpn.post("/alertmanager", _alert("OvpnAfterTheFlood")) == 200
+    assert vpn.health()["pending_messages"] == 500
+    assert vpn.fake.calls("sendMessage") == []
+    vpn.fake.set_down(False)
+    for name in ("OvpnBeforeTheFlood", "OvpnAfterTheFlood"):
+        for chat in (OWNER, *NOTIFY):
+            vpn.fake.sent_to(chat, name, timeout=60)
+    wait_for(lambda: vpn.health().get("pending_messages") == 0, timeout=60, what="the queue to drain")
+    # Only events were dropped: 1800 event messages and 6 alert messages for 500 places.
+    assert vpn.metric("ovpn_bot_messages_dropped_total") == dropped + 600 * 3 + 2 * 3 - 500
+    delivered = [c.text for c in vpn.fake.calls("sendMessage")]
+    assert sum("flood event" in text for text in delivered) == 500 - 2 * 3
+    assert any("flood event 599" in text for text in delivered)  # the newest events are the ones kept
 
 
 # ------------------------------------------------------------------------------------------------ standby
@@ -236,17 +310,28 @@ def _standby_health(bot: BotProcess) -> dict[str, Any]:
         ({"token_file": "/nonexistent/telegram_bot_token"}, "cannot read the bot token file"),
         ({"token_file": "{tmp}/empty"}, "is empty: run `ovpn server monitor telegram-setup`"),
         ({"api_base_url": "{rejecting}"}, "Telegram rejected the bot token"),
+        ({"webhook_token_file": ""}, "OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE is not set"),
+        ({"webhook_token_file": "{tmp}/empty"}, "the webhook token file {tmp}/empty is empty"),
     ],
-    ids=["no-owner", "bad-chat-id", "no-token-file", "empty-token-file", "token-rejected"],
+    ids=[
+        "no-owner",
+        "bad-chat-id",
+        "no-token-file",
+        "empty-token-file",
+        "token-rejected",
+        "no-webhook-token",
+        "empty-webhook-token",
+    ],
 )
 def test_unusable_configuration_waits_in_standby(
     tmp_path: Path, overrides: dict[str, str], reason: str
 ) -> None:
     """No exit (Compose would restart it in a loop): /health says why with 503, the metric feeds the alert,
-    webhooks are refused so Alertmanager retries, and SIGTERM still stops it at once."""
+    webhooks are refused so Alertmanager retries (and told nothing), and SIGTERM still stops it at once."""
     rejecting = FakeBotApi("987654321:AAanother-token").start()
     (tmp_path / "empty").write_text("\n")
     overrides = {k: v.format(tmp=tmp_path, rejecting=rejecting.base_url) for k, v in overrides.items()}
+    reason = reason.format(tmp=tmp_path)
     bot = start_bot(tmp_path, "vpn", "xray=ovpn-xray", tmp_path / "no-docker.sock", **overrides)
     try:
         health = _standby_health(bot)
@@ -254,7 +339,11 @@ def test_unusable_configuration_waits_in_standby(
         assert bot.metric("ovpn_bot_configured") == 0 and bot.metric("ovpn_bot_up") == 1
         status, _ = http(f"{bot.url}/metrics")
         assert status == 200
-        assert http(f"{bot.url}/alertmanager", _firing_and_resolved())[0] == 503
+        # Refused so that Alertmanager retries, without a word about the configuration, token or not.
+        for authorization in (None, f"Bearer {WEBHOOK_TOKEN}"):
+            for path in ("/alertmanager", "/events"):
+                status, body = http(f"{bot.url}{path}", _firing_and_resolved(), authorization)
+                assert (status, json.loads(body)) == (503, {"error": "the bot is not ready"})
         assert bot.fake.calls("sendMessage") == [] and rejecting.calls("sendMessage") == []
         bot.process.terminate()
         assert bot.process.wait(timeout=10) == 0

@@ -144,19 +144,27 @@ def loopback_rules(rendered: Mapping[str, Any]) -> dict[str, Any]:
     return rules
 
 
-def loopback_alertmanager_config(rendered: Mapping[str, Any], *, webhook_url: str) -> dict[str, Any]:
+def loopback_alertmanager_config(
+    rendered: Mapping[str, Any], *, webhook_url: str, credentials_file: Path
+) -> dict[str, Any]:
     """The rendered alertmanager.yml with:
 
     * every webhook URL (rendered: http://ovpn-telegram-bot:8080/alertmanager) -> `webhook_url` on loopback;
+    * every webhook's bearer `credentials_file` (rendered: where the Compose file mounts the bundle's
+      monitoring/secrets/bot_webhook_token) -> `credentials_file`, where the test wrote that rendered file;
     * `group_wait` and `group_interval` of the root route and every sub-route -> 1 s (rendered 10-30 s and
       2-5 min), so a firing or resolved alert is sent within seconds.
 
-    Routes, grouping, matchers, inhibitions, `send_resolved` and repeat intervals stay as rendered."""
+    Routes, grouping, matchers, inhibitions, `send_resolved`, the authorization type and repeat intervals stay
+    as rendered."""
     config: dict[str, Any] = json.loads(json.dumps(rendered))
     urls = 0
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = webhook_url
+            authorization = hook["http_config"]["authorization"]
+            assert set(authorization) == {"type", "credentials_file"}, authorization
+            authorization["credentials_file"] = str(credentials_file)
             urls += 1
     assert urls, "no webhook receiver in the rendered alertmanager.yml"
 
@@ -241,6 +249,7 @@ class Procs:
 class Notification:
     received: float
     body: dict[str, Any]
+    authorization: str  # the Authorization header Alertmanager sent ("" for none)
 
     @property
     def status(self) -> str:
@@ -252,8 +261,9 @@ class Notification:
 
 class WebhookReceiver:
     """Alertmanager's webhook target on loopback: keeps every POSTed notification. With `forward_to`, it is a
-    recording tee in front of the real receiver (the bot): the body is passed on unchanged and the receiver's
-    status is Alertmanager's answer, so Alertmanager's retries work as they would without the tee."""
+    recording tee in front of the real receiver (the bot): the body and the Authorization header are passed on
+    unchanged and the receiver's status is Alertmanager's answer, so Alertmanager's retries work as they would
+    without the tee."""
 
     def __init__(self, forward_to: str | None = None) -> None:
         self.notifications: list[Notification] = []
@@ -264,13 +274,15 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                authorization = self.headers.get("Authorization", "")
                 with receiver._lock:
-                    receiver.notifications.append(Notification(time.time(), json.loads(body)))
+                    receiver.notifications.append(Notification(time.time(), json.loads(body), authorization))
                 status = 200
                 if receiver.forward_to is not None:
-                    request = urllib.request.Request(
-                        receiver.forward_to, data=body, headers={"Content-Type": "application/json"}
-                    )
+                    headers = {"Content-Type": "application/json"}
+                    if authorization:
+                        headers["Authorization"] = authorization
+                    request = urllib.request.Request(receiver.forward_to, data=body, headers=headers)
                     try:
                         with urllib.request.urlopen(request, timeout=10) as response:
                             status = response.status

@@ -1,7 +1,9 @@
-"""The bot's pure parts: configuration, service lists, webhook parsing and formatting, callbacks, screens."""
+"""The bot's pure parts: configuration, service lists, webhook parsing and formatting, the webhook token check,
+the outbox's eviction order, callbacks, screens."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ovpn.agent.metrics import Registry
 from ovpn.bot.alerts import (
     MESSAGE_LIMIT,
     PayloadError,
@@ -26,9 +29,18 @@ from ovpn.bot.callbacks import (
     Screen,
     parse_callback,
 )
-from ovpn.bot.config import ConfigError, Service, parse_config, parse_services, read_token
+from ovpn.bot.config import (
+    ConfigError,
+    Service,
+    parse_config,
+    parse_services,
+    read_token,
+    read_webhook_token,
+)
 from ovpn.bot.docker_api import ContainerState
+from ovpn.bot.outbox import ALERT, EVENT, Outbox
 from ovpn.bot.probes import Fetched
+from ovpn.bot.routes import bearer_matches
 from ovpn.bot.screens import (
     ServiceRow,
     doctor_checks,
@@ -41,6 +53,7 @@ from ovpn.bot.screens import (
 BASE_ENV = {
     "OVPN_TELEGRAM_LISTEN": "0.0.0.0:8080",
     "OVPN_TELEGRAM_TOKEN_FILE": "/run/secrets/telegram_bot_token",
+    "OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE": "/run/secrets/bot_webhook_token",
     "OVPN_TELEGRAM_SERVER_NAME": "proxy-ru",
     "OVPN_TELEGRAM_SERVER_ROLE": "proxy",
     "OVPN_TELEGRAM_AGENT_URL": "http://ovpn-agent:9090",
@@ -78,6 +91,7 @@ def test_config_from_compose_environment() -> None:
         ("OVPN_TELEGRAM_API_FALLBACK_IPS", "api.example", "not an IP"),
         ("OVPN_TELEGRAM_AGENT_URL", "ovpn-agent:9090", "http(s) URL"),
         ("OVPN_TELEGRAM_RESTART_TIMEOUT", "0", "positive"),
+        ("OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE", " ", "WEBHOOK_TOKEN_FILE is not set"),
     ],
 )
 def test_bad_config_is_one_clear_error(variable: str, value: str, message: str) -> None:
@@ -94,6 +108,87 @@ def test_token_file(tmp_path: Path) -> None:
         read_token(path)
     path.write_text("123:abc\n")
     assert read_token(path) == "123:abc"
+
+
+def test_webhook_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "bot_webhook_token"
+    with pytest.raises(ConfigError, match="cannot read the webhook token file"):
+        read_webhook_token(path)
+    for content, message in (
+        ("\n", "is empty"),
+        ("short", "does not hold"),
+        ("two words here, long", "does not"),
+    ):
+        path.write_text(content)
+        with pytest.raises(ConfigError, match=message) as refused:
+            read_webhook_token(path)
+        assert content.strip() not in str(refused.value) or not content.strip()
+    path.write_text("A" * 43 + "\n")
+    assert read_webhook_token(path) == "A" * 43
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        ("Bearer s3cret-webhook-token", True),
+        ("bearer s3cret-webhook-token", True),
+        ("Bearer  s3cret-webhook-token ", True),
+        ("", False),
+        ("Bearer", False),
+        ("Bearer s3cret-webhook-toke", False),
+        ("Bearer s3cret-webhook-token2", False),
+        ("Basic s3cret-webhook-token", False),
+        ("s3cret-webhook-token", False),
+        ("Bearer s3cret-webhook-tokén", False),
+    ],
+)
+def test_bearer_token_check(header: str, ok: bool) -> None:
+    assert bearer_matches(header, "s3cret-webhook-token") is ok
+
+
+def _outbox(limit: int) -> tuple[Outbox, list[str], Registry]:
+    """An outbox whose Telegram takes everything, recording the texts in sending order; nothing is sent before
+    `_drain` runs it, as during an outage."""
+    sent: list[str] = []
+    metrics = Registry()
+
+    async def send(chat_id: int, text: str) -> object:
+        sent.append(text)
+        return None
+
+    return Outbox(send, metrics, limit=limit), sent, metrics
+
+
+def _drain(outbox: Outbox) -> None:
+    async def until_empty() -> None:
+        task = asyncio.create_task(outbox.run())
+        while len(outbox):
+            await asyncio.sleep(0)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(until_empty(), timeout=5))
+
+
+def test_events_never_push_out_alerts() -> None:
+    outbox, sent, _ = _outbox(limit=5)
+    outbox.put([1], "alert 1", ALERT)
+    for i in range(10):
+        outbox.put([1, 2], f"event {i}", EVENT)
+    outbox.put([1], "alert 2", ALERT)
+    # The events made room among themselves, the second alert took an event's place: the newest events stay.
+    _drain(outbox)
+    assert sent == ["alert 1", "event 8", "event 9", "event 9", "alert 2"]
+
+
+def test_a_full_queue_of_alerts_refuses_events_and_drops_its_oldest_alert() -> None:
+    outbox, sent, metrics = _outbox(limit=3)
+    for i in range(3):
+        outbox.put([1], f"alert {i}", ALERT)
+    outbox.put([1, 2], "event", EVENT)
+    outbox.put([1], "alert 3", ALERT)
+    _drain(outbox)
+    assert sent == ["alert 1", "alert 2", "alert 3"]
+    assert "ovpn_bot_messages_dropped_total 3" in metrics.render()
 
 
 names = st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,20}", fullmatch=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -9,13 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.topology import SOLO, request
 
+from ovpn.core.model import TelegramSettings
 from ovpn.errors import OvpnError
 from ovpn.render.bundle import Bundle
 from ovpn.render.images import resolve_images
 from ovpn.render.monitoring import MonitoringSpec, render_monitoring
 from ovpn.render.monitoring.grafana import panel_exprs
-from ovpn.render.monitoring.spec import MONITORING_SERVICES
+from ovpn.render.monitoring.spec import MONITORING_SERVICES, WEBHOOK_TOKEN_FILE, WEBHOOK_TOKEN_GID
+from ovpn.render.server_bundle import render_server_bundle
 
 IMAGES = {k: v for k, v in resolve_images("26.7.28").items() if k in MONITORING_SERVICES}
 IMAGE_VARIABLES = {
@@ -38,6 +42,7 @@ COMMON_FILES = {
     "monitoring/grafana/dashboards/ovpn-agent.json",
     "monitoring/grafana/dashboards/ovpn-users.json",
     "monitoring/secrets/telegram_bot_token",
+    "monitoring/secrets/bot_webhook_token",
 }
 PROXY_ONLY_FILES = {"monitoring/grafana/dashboards/ovpn-proxy.json"}
 DASHBOARD_TITLES = {
@@ -47,6 +52,7 @@ DASHBOARD_TITLES = {
     "ovpn-users.json": ("ovpn-users", "ovpn User Statistics"),
     "ovpn-proxy.json": ("ovpn-proxy", "ovpn Proxy HA Overview"),
 }
+WEBHOOK_TOKEN = "rendered-webhook-token-0123456789"
 ALLOWLIST = Path(__file__).parent / "data" / "monitoring-metrics.txt"
 
 
@@ -98,9 +104,40 @@ def test_token_file_is_empty_and_private(proxy: Bundle) -> None:
     token = proxy["monitoring/secrets/telegram_bot_token"]
     assert token.content == b""
     assert token.mode == 0o600
-    assert all(
-        f.mode == 0o644 for path, f in proxy.items() if path != "monitoring/secrets/telegram_bot_token"
-    )
+    assert all(f.mode == 0o644 for path, f in proxy.items() if not path.startswith("monitoring/secrets/"))
+
+
+def test_webhook_token_file_holds_the_token_for_root_and_alertmanager_only() -> None:
+    bundle = render_monitoring(dataclasses.replace(spec("vpn"), webhook_token=WEBHOOK_TOKEN))
+    file = bundle[WEBHOOK_TOKEN_FILE]
+    assert file.content == WEBHOOK_TOKEN.encode()
+    # Not world-readable; its group is one only Alertmanager's container joins (the bot runs as root).
+    assert (file.mode, file.group) == (0o640, WEBHOOK_TOKEN_GID)
+    services = load(bundle, "docker-compose.monitoring.yml")["services"]
+    assert [name for name, s in services.items() if str(WEBHOOK_TOKEN_GID) in s.get("group_add", [])] == [
+        "alertmanager"
+    ]
+    # The token is in that file only, and the spec does not show it.
+    assert [path for path, f in bundle.items() if WEBHOOK_TOKEN.encode() in f.content] == [WEBHOOK_TOKEN_FILE]
+    assert WEBHOOK_TOKEN not in repr(dataclasses.replace(spec("vpn"), webhook_token=WEBHOOK_TOKEN))
+
+
+def test_a_server_bundle_with_a_bot_carries_its_webhook_token() -> None:
+    with_bot = dataclasses.replace(request(SOLO), telegram=TelegramSettings(42))
+    with pytest.raises(OvpnError, match="has a Telegram bot but no webhook token"):
+        render_server_bundle(with_bot)
+    bundle = render_server_bundle(dataclasses.replace(with_bot, bot_webhook_token=WEBHOOK_TOKEN))
+    assert [path for path, f in bundle.items() if WEBHOOK_TOKEN.encode() in f.content] == [WEBHOOK_TOKEN_FILE]
+    # Without a bot the file is empty (the bot does not run), whatever token is given.
+    without = render_server_bundle(dataclasses.replace(request(SOLO), bot_webhook_token=WEBHOOK_TOKEN))
+    assert without[WEBHOOK_TOKEN_FILE].content == b""
+
+
+@pytest.mark.parametrize("token", ["short", "has a space in it, long enough", "x" * 16 + "\n", "ü" * 20])
+def test_malformed_webhook_tokens_are_refused(token: str) -> None:
+    with pytest.raises(OvpnError, match="webhook token of vpn-ru is malformed") as refused:
+        render_monitoring(dataclasses.replace(spec("vpn"), webhook_token=token))
+    assert token not in str(refused.value) + refused.value.hint
 
 
 def test_json_files_are_canonical(proxy: Bundle) -> None:
@@ -170,6 +207,13 @@ def test_compose_volumes_and_bot_mounts(proxy: Bundle) -> None:
     assert "./monitoring/secrets/telegram_bot_token:/run/secrets/telegram_bot_token:ro" in bot["volumes"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in bot["volumes"]
     assert bot["environment"]["OVPN_TELEGRAM_TOKEN_FILE"] == "/run/secrets/telegram_bot_token"
+    # The webhook token: the bot checks it, Alertmanager sends it (alertmanager.yml names this mount).
+    assert "./monitoring/secrets/bot_webhook_token:/run/secrets/bot_webhook_token:ro" in bot["volumes"]
+    assert bot["environment"]["OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE"] == "/run/secrets/bot_webhook_token"
+    assert (
+        "./monitoring/secrets/bot_webhook_token:/etc/alertmanager/secrets/bot_webhook_token:ro"
+        in services["alertmanager"]["volumes"]
+    )
 
 
 def test_bot_sees_haproxy_only_on_proxies(vpn: Bundle, proxy: Bundle) -> None:
@@ -339,7 +383,17 @@ def test_alertmanager_route_and_receiver(proxy: Bundle) -> None:
     (receiver,) = config["receivers"]
     assert receiver["name"] == "ovpn-telegram-bot"
     assert receiver["webhook_configs"] == [
-        {"url": "http://ovpn-telegram-bot:8080/alertmanager", "send_resolved": True, "max_alerts": 0}
+        {
+            "url": "http://ovpn-telegram-bot:8080/alertmanager",
+            "send_resolved": True,
+            "max_alerts": 0,
+            "http_config": {
+                "authorization": {
+                    "type": "Bearer",
+                    "credentials_file": "/etc/alertmanager/secrets/bot_webhook_token",
+                }
+            },
+        }
     ]
 
 

@@ -12,6 +12,7 @@ DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_LISTEN = "0.0.0.0:8080"
 DEFAULT_POLL_TIMEOUT = 30
 DEFAULT_RESTART_TIMEOUT = 45.0
+MIN_WEBHOOK_TOKEN_LENGTH = 16
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
 _CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PROBES = (
@@ -38,6 +39,7 @@ class Service:
 class BotConfig:
     listen: tuple[str, int]
     token_file: Path
+    webhook_token_file: Path
     server_name: str
     server_role: str
     agent_url: str
@@ -148,6 +150,9 @@ def parse_config(env: Mapping[str, str]) -> BotConfig:
     token_file = env.get("OVPN_TELEGRAM_TOKEN_FILE", "").strip()
     if not token_file:
         raise ConfigError("OVPN_TELEGRAM_TOKEN_FILE is not set")
+    webhook_token_file = env.get("OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE", "").strip()
+    if not webhook_token_file:
+        raise ConfigError("OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE is not set")
     probes = tuple(
         (name, url + path)
         for name, variable, path in _PROBES
@@ -156,6 +161,7 @@ def parse_config(env: Mapping[str, str]) -> BotConfig:
     return BotConfig(
         listen=parse_listen(env.get("OVPN_TELEGRAM_LISTEN", DEFAULT_LISTEN)),
         token_file=Path(token_file),
+        webhook_token_file=Path(webhook_token_file),
         server_name=env.get("OVPN_TELEGRAM_SERVER_NAME", "").strip() or "server",
         server_role=role,
         agent_url=_url(env.get("OVPN_TELEGRAM_AGENT_URL", ""), "OVPN_TELEGRAM_AGENT_URL"),
@@ -183,3 +189,17 @@ def read_token(path: Path) -> str:
     if any(c.isspace() for c in token) or "/" in token:
         raise ConfigError(f"the bot token file {path} does not hold a bot token")
     return token
+
+
+def read_webhook_token(path: Path) -> str:
+    """The secret Alertmanager and ovpn present to /alertmanager and /events (Bearer). Without it the bot serves
+    nothing but health and metrics: a missing, empty or short file is a configuration error."""
+    try:
+        secret = path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read the webhook token file {path}: {e.strerror}") from None
+    if not secret:
+        raise ConfigError(f"the webhook token file {path} is empty: run `ovpn server monitor telegram-setup`")
+    if len(secret) < MIN_WEBHOOK_TOKEN_LENGTH or any(c.isspace() for c in secret):
+        raise ConfigError(f"the webhook token file {path} does not hold a webhook token")
+    return secret

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 log = logging.getLogger("ovpn-telegram-bot.http")
@@ -20,13 +20,22 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def json(cls, status: int, document: object) -> Response:
-        return cls(status, json.dumps(document).encode() + b"\n")
+    def json(cls, status: int, document: object, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+        return cls(status, json.dumps(document).encode() + b"\n", headers=headers)
 
 
-Handler = Callable[[str, str, bytes], Awaitable[Response]]
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    body: bytes
+    authorization: str = field(default="", repr=False)  # the Authorization header, as sent
+
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class BadRequest(Exception):
@@ -35,12 +44,13 @@ class BadRequest(Exception):
         self.status = status
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+async def _read_request(reader: asyncio.StreamReader) -> Request:
     request_line = (await reader.readline()).decode("latin-1").strip()
     parts = request_line.split()
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         raise BadRequest(400, "malformed request line")
     length = 0
+    authorization = ""
     for _ in range(MAX_HEADER_LINES):
         line = (await reader.readline()).decode("latin-1").strip()
         if not line:
@@ -50,6 +60,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
             if not value.strip().isdigit():
                 raise BadRequest(400, "bad Content-Length")
             length = int(value)
+        elif name.strip().lower() == "authorization":
+            authorization = value.strip()
         elif name.strip().lower() == "transfer-encoding":
             raise BadRequest(411, "send a Content-Length")
     else:
@@ -57,14 +69,14 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
     if length > MAX_BODY_BYTES:
         raise BadRequest(413, "body too large")
     body = await reader.readexactly(length) if length else b""
-    return parts[0].upper(), parts[1].split("?", 1)[0], body
+    return Request(parts[0].upper(), parts[1].split("?", 1)[0], body, authorization)
 
 
 async def _serve_one(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         try:
-            method, path, body = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT_SECONDS)
-            response = await handler(method, path, body)
+            request = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT_SECONDS)
+            response = await handler(request)
         except BadRequest as e:
             response = Response.json(e.status, {"error": str(e)})
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
@@ -76,7 +88,8 @@ async def _serve_one(handler: Handler, reader: asyncio.StreamReader, writer: asy
             f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}\r\n"
             f"Content-Type: {response.content_type}\r\n"
             f"Content-Length: {len(response.body)}\r\n"
-            "Connection: close\r\n\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in response.headers)
+            + "Connection: close\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + response.body)
         await writer.drain()

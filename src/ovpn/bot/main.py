@@ -16,7 +16,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from ovpn.agent.metrics import Registry
 from ovpn.bot import handlers, http_server
-from ovpn.bot.config import BotConfig, ConfigError, parse_config, read_token
+from ovpn.bot.config import BotConfig, ConfigError, parse_config, read_token, read_webhook_token
 from ovpn.bot.docker_api import Docker
 from ovpn.bot.outbox import Outbox
 from ovpn.bot.probes import Probes
@@ -81,7 +81,7 @@ async def _until_initialized(app: Application, stop: asyncio.Event) -> bool:  # 
     return False
 
 
-async def run(config: BotConfig, token: str) -> None:
+async def run(config: BotConfig, token: str, webhook_token: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -105,7 +105,7 @@ async def run(config: BotConfig, token: str) -> None:
         log.error("handling an update failed: %s: %s", type(context.error).__name__, context.error)
 
     app.add_error_handler(on_error)
-    server = await http_server.serve(make_handler(rt), *config.listen)
+    server = await http_server.serve(make_handler(rt, webhook_token), *config.listen)
     log.info("ovpn-telegram-bot for %s (%s) on %s:%d, %d services, %d notify chats", config.server_name,
              config.server_role, *config.listen, len(config.services), len(config.notify_chat_ids))  # fmt: skip
     sender: asyncio.Task[None] | None = None
@@ -145,13 +145,14 @@ def main() -> None:
     try:
         config = parse_config(os.environ)
         token = read_token(config.token_file)
+        webhook_token = read_webhook_token(config.webhook_token_file)
     except ConfigError as e:
         setup_logging("")
         standby(str(e))
         return
     setup_logging(token)
     try:
-        asyncio.run(run(config, token))
+        asyncio.run(run(config, token, webhook_token))
     except InvalidToken:
         standby(
             f"Telegram rejected the bot token in {config.token_file}: run `ovpn server monitor telegram-setup`"

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
 
 from ovpn.agent.metrics import Registry
 from ovpn.bot.alerts import PayloadError, format_alerts, format_event, parse_event, parse_webhook
-from ovpn.bot.http_server import Handler, Response
+from ovpn.bot.http_server import Handler, Request, Response
+from ovpn.bot.outbox import ALERT, EVENT
 from ovpn.bot.runtime import Runtime
 
 log = logging.getLogger("ovpn-telegram-bot.http")
 ROUTES = {"/health": "GET", "/metrics": "GET", "/alertmanager": "POST", "/events": "POST"}
+AUTHENTICATED = ("/alertmanager", "/events")
+UNAUTHORIZED_METRIC = "ovpn_bot_webhook_unauthorized_total"
+UNAUTHORIZED_HELP = "Requests to /alertmanager or /events refused for a missing or wrong bearer token."
 
 
 def health_document(rt: Runtime) -> dict[str, object]:
@@ -56,13 +61,47 @@ def _json(body: bytes) -> object:
         raise PayloadError("the body is not JSON") from None
 
 
-def make_handler(rt: Runtime) -> Handler:
+def bearer_matches(authorization: str, secret: str) -> bool:
+    """Whether an Authorization header carries `Bearer <secret>`, compared in constant time."""
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), secret.encode())
+
+
+def unauthorized(reason: str) -> Response:
+    return Response.json(401, {"error": reason}, headers=(("WWW-Authenticate", "Bearer"),))
+
+
+def make_handler(rt: Runtime, webhook_token: str) -> Handler:
+    """The bot's endpoints. /alertmanager and /events queue messages for Telegram, so they take only requests that
+    carry the server's webhook token (Alertmanager reads it from its credentials file, ovpn from the bot's)."""
     for status in ("firing", "resolved"):
         rt.metrics.declare_counter("ovpn_bot_alerts_received_total", "Alerts received from Alertmanager.",
                                    {"status": status})  # fmt: skip
     rt.metrics.declare_counter("ovpn_bot_events_received_total", "ovpn events received.")
+    for path in AUTHENTICATED:
+        rt.metrics.declare_counter(UNAUTHORIZED_METRIC, UNAUTHORIZED_HELP, {"path": path})
 
-    async def handle(method: str, path: str, body: bytes) -> Response:
+    async def alertmanager(body: bytes) -> Response:
+        alerts = parse_webhook(_json(body))
+        for alert in alerts:
+            rt.metrics.counter("ovpn_bot_alerts_received_total", "Alerts received from Alertmanager.",
+                               {"status": alert.status})  # fmt: skip
+        if alerts:
+            rt.notify(format_alerts(alerts, rt.config.server_name), ALERT)
+        return Response.json(200, {"queued": bool(alerts), "alerts": len(alerts)})
+
+    async def events(body: bytes) -> Response:
+        event = parse_event(_json(body))
+        rt.metrics.counter("ovpn_bot_events_received_total", "ovpn events received.", {"kind": event.kind})
+        rt.notify(format_event(event, rt.config.server_name), EVENT)
+        return Response.json(200, {"queued": True})
+
+    posts = {"/alertmanager": alertmanager, "/events": events}
+
+    async def handle(request: Request) -> Response:
+        path, method = request.path, request.method
         expected = ROUTES.get(path)
         if expected is None:
             return Response.json(404, {"error": f"no endpoint {path}"})
@@ -72,23 +111,19 @@ def make_handler(rt: Runtime) -> Handler:
             return Response.json(200, health_document(rt))
         if path == "/metrics":
             return Response(200, metrics_text(rt).encode(), "text/plain; version=0.0.4")
+        if not request.authorization:
+            return refuse(path, "missing bearer token")
+        if not bearer_matches(request.authorization, webhook_token):
+            return refuse(path, "wrong bearer token")
         try:
-            if path == "/alertmanager":
-                alerts = parse_webhook(_json(body))
-                for alert in alerts:
-                    rt.metrics.counter("ovpn_bot_alerts_received_total", "Alerts received from Alertmanager.",
-                                       {"status": alert.status})  # fmt: skip
-                if alerts:
-                    rt.notify(format_alerts(alerts, rt.config.server_name))
-                return Response.json(200, {"queued": bool(alerts), "alerts": len(alerts)})
-            event = parse_event(_json(body))
-            rt.metrics.counter(
-                "ovpn_bot_events_received_total", "ovpn events received.", {"kind": event.kind}
-            )
-            rt.notify(format_event(event, rt.config.server_name))
-            return Response.json(200, {"queued": True})
+            return await posts[path](request.body)
         except PayloadError as e:
             log.warning("refused a %s body: %s", path, e)
             return Response.json(400, {"error": str(e)})
+
+    def refuse(path: str, reason: str) -> Response:
+        rt.metrics.counter(UNAUTHORIZED_METRIC, UNAUTHORIZED_HELP, {"path": path})
+        log.warning("refused POST %s: %s", path, reason)
+        return unauthorized(reason)
 
     return handle

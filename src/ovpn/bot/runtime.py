@@ -10,7 +10,7 @@ from ovpn.agent.metrics import Registry
 from ovpn.bot.callbacks import Confirmations
 from ovpn.bot.config import BotConfig, Service
 from ovpn.bot.docker_api import Docker, DockerError
-from ovpn.bot.outbox import Outbox
+from ovpn.bot.outbox import Kind, Outbox
 from ovpn.bot.probes import Probes
 from ovpn.bot.screens import ServiceRow
 from ovpn.bot.telegram_api import TelegramHealth
@@ -27,9 +27,9 @@ class Runtime:
     confirmations: Confirmations = field(default_factory=Confirmations)
     started: float = field(default_factory=time.time)
 
-    def notify(self, text: str) -> None:
+    def notify(self, text: str, kind: Kind) -> None:
         """Queue `text` for the owner and every notify chat."""
-        self.outbox.put(self.config.recipients, text)
+        self.outbox.put(self.config.recipients, text, kind)
 
     async def _row(self, service: Service) -> ServiceRow:
         try:

@@ -3,7 +3,8 @@
 Exiting would make Compose restart it in a loop, so it stays up instead and says why: /health answers 503 with
 the reason (the container shows unhealthy, `ovpn server monitor status` and the health waits print it), /metrics
 exports `ovpn_bot_configured 0` for the OvpnTelegramBotMisconfigured alert, and the webhooks answer 503 so that
-Alertmanager keeps its notifications and retries."""
+Alertmanager keeps its notifications and retries. The webhooks' answer names no reason: the bot cannot check a
+caller's token here (that file may be what is broken), so it tells callers nothing about its configuration."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from collections.abc import Mapping
 from ovpn.agent.metrics import Registry
 from ovpn.bot import http_server
 from ovpn.bot.config import DEFAULT_LISTEN, ConfigError, parse_listen
-from ovpn.bot.http_server import Handler, Response
-from ovpn.bot.routes import process_gauges
+from ovpn.bot.http_server import Handler, Request, Response
+from ovpn.bot.routes import AUTHENTICATED, process_gauges
 
 STATUS = "misconfigured"
 
@@ -35,13 +36,14 @@ def metrics_text() -> str:
 
 
 def make_handler(reason: str) -> Handler:
-    async def handle(method: str, path: str, body: bytes) -> Response:
+    async def handle(request: Request) -> Response:
+        method, path = request.method, request.path
         if path == "/health" and method == "GET":
             return Response.json(503, {"status": STATUS, "reason": reason})
         if path == "/metrics" and method == "GET":
             return Response(200, metrics_text().encode(), "text/plain; version=0.0.4")
-        if path in ("/alertmanager", "/events") and method == "POST":
-            return Response.json(503, {"error": f"the bot is {STATUS}: {reason}"})
+        if path in AUTHENTICATED and method == "POST":
+            return Response.json(503, {"error": "the bot is not ready"})
         return Response.json(404, {"error": f"no endpoint {method} {path}"})
 
     return handle

@@ -11,6 +11,7 @@ from ovpn.core.presets import PRESETS, Preset
 from ovpn.errors import OvpnError
 from ovpn.geodata.cache import resolve_geodata
 from ovpn.geodata.match import GeodataSet
+from ovpn.ops import bot_webhook
 from ovpn.ops.agent_deps import AgentPlatform, dependency_wheels, python_of_base_image, remembered_machine
 from ovpn.ops.agent_wheel import agent_wheel
 from ovpn.ops.app import App
@@ -72,6 +73,7 @@ def render_server(
                     f"{name} has no {secret_name} in the state", "the state file was edited by hand"
                 )
             secrets[secret_name] = value
+    webhook_token = bot_webhook.token(app, name) if telegram is not None else ""
     warnings: list[str] = []
     blobs = None
     if server.is_proxy:
@@ -98,5 +100,6 @@ def render_server(
         agent_wheel=agent_wheel(app.data_dir),
         agent_dependency_wheels=wheels,
         telegram=telegram,
+        bot_webhook_token=webhook_token,
     )
     return RenderedServer(server, render_server_bundle(request), server_images(request), warnings, wheels)

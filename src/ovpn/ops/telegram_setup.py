@@ -1,7 +1,8 @@
 """`ovpn server monitor telegram-setup`: give a server's bot its token and recipients, start it, prove delivery.
 
 The token goes only to the host's secret file (mode 0600, kept by every deploy), over SSH's stdin; it is never
-written to the state, a command line or the output. The owner and notify chats are desired state: they reach
+written to the state, a command line or the output. Each run also makes the bot a new webhook token (see
+ovpn.ops.bot_webhook), which the deploy renders for Alertmanager and the bot. The owner and notify chats are desired state: they reach
 the host's `.env` through a deploy. The proof is end to end: the bot on the host relays a test event and its
 outbox must drain while Telegram answers, so a host that cannot reach Telegram is reported here, not later.
 """
@@ -18,22 +19,25 @@ from urllib.parse import urlsplit
 
 from ovpn.core.model import TelegramSettings
 from ovpn.errors import OvpnError
-from ovpn.ops import monitor
+from ovpn.ops import bot_webhook, monitor
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, deploy
 from ovpn.ops.host import BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR, Host, connect
-from ovpn.render.monitoring.spec import BOT_PORT
+from ovpn.render.monitoring.spec import BOT_PORT, WEBHOOK_TOKEN_BOT_MOUNT
 
 Progress = Callable[[str], None]
 TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{30,100}$")
 DELIVERY_TIMEOUT_SECONDS = 60
 # Runs inside the bot's container (its image has Python; the host may have no HTTP client): one request to the
-# bot's own HTTP API, printing the JSON answer. $1 method, $2 path, $3 body ('' for none).
+# bot's own HTTP API with the webhook token read from the bot's own mount (never on a command line), printing
+# the JSON answer. $1 method, $2 path, $3 body ('' for none).
 _REQUEST = (
     "import sys, urllib.request\n"
     "method, path, body = sys.argv[1:4]\n"
+    f"token = open({WEBHOOK_TOKEN_BOT_MOUNT!r}).read().strip()\n"
     f"request = urllib.request.Request('http://127.0.0.1:{BOT_PORT}' + path, method=method,\n"
-    "    data=body.encode() or None, headers={'Content-Type': 'application/json'})\n"
+    "    data=body.encode() or None,\n"
+    "    headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token})\n"
     "print(urllib.request.urlopen(request, timeout=10).read().decode())\n"
 )
 
@@ -155,6 +159,8 @@ def telegram_setup(
         ssh.write_file(f"{RUNTIME_DIR}/{BOT_TOKEN_FILE}", token.encode() + b"\n", mode=0o600)
     with app.writing() as repo:
         repo.set_telegram(name, settings)
+        # A new webhook token every time: the deploy below gives it to Alertmanager and the bot together.
+        bot_webhook.rotate(repo, name)
     outcome = deploy(app, name, DeployOptions(pull=pull, accept_new_host_key=accept_new_host_key), progress)
     with connect(app, server) as ssh:
         # A bot from an earlier token must not linger: monitor up creates it afresh with the new one.

@@ -11,6 +11,7 @@ from datetime import datetime
 from ovpn.core.model import PoolMember, Server, TelegramSettings, User
 from ovpn.core.pool import require_parity
 from ovpn.core.presets import PRESETS
+from ovpn.core.users import require_distinct_identities
 from ovpn.errors import OvpnError
 from ovpn.render.bundle import Bundle, BundleFile
 from ovpn.render.compose import render_agent_dockerfile, render_compose, render_env
@@ -41,6 +42,8 @@ class RenderRequest:
     # The binary wheels the agent needs (gRPC), for the host's platform: (file name, bytes).
     agent_dependency_wheels: Sequence[tuple[str, bytes]] = ()
     telegram: TelegramSettings | None = None
+    # The token the bot's webhooks require (ovpn.ops.bot_webhook); given whenever `telegram` is.
+    bot_webhook_token: str = field(default="", repr=False)
 
 
 def wheel_checksums(wheels: Sequence[tuple[str, bytes]]) -> str:
@@ -104,6 +107,7 @@ def server_images(request: RenderRequest) -> dict[str, str]:
 
 
 def render_server_bundle(request: RenderRequest) -> Bundle:
+    require_distinct_identities(request.users)
     server = request.server
     admitted = sorted((u for u in request.users if u.is_active(request.now)), key=lambda u: u.email)
     images = server_images(request)
@@ -143,10 +147,21 @@ def render_server_bundle(request: RenderRequest) -> Bundle:
     bundle["xray/config.json"] = BundleFile(_json(config), 0o640, XRAY_GID)
     bundle["docker-compose.yml"] = BundleFile(render_compose(server).encode())
     bundle.update(_agent_build(request))
+    if request.telegram is not None and not request.bot_webhook_token:
+        raise OvpnError(
+            f"{server.name} has a Telegram bot but no webhook token to render",
+            "render through `ovpn config render`, which gives the bot its token",
+        )
     bundle[".env"] = BundleFile(render_env(server, images, request.secrets, request.telegram).encode(), 0o600)
     bundle.update(
         render_monitoring(
-            MonitoringSpec(server.name, server.role, images, bot_enabled=request.telegram is not None)
+            MonitoringSpec(
+                server.name,
+                server.role,
+                images,
+                bot_enabled=request.telegram is not None,
+                webhook_token=request.bot_webhook_token if request.telegram is not None else "",
+            )
         )
     )
     return dict(sorted(bundle.items()))

@@ -1,4 +1,5 @@
-"""`monitoring/alertmanager/alertmanager.yml`: every alert goes to the Telegram bot's webhook.
+"""`monitoring/alertmanager/alertmanager.yml`: every alert goes to the Telegram bot's webhook, with the bot's
+webhook token as a Bearer credential.
 
 Alerts are grouped per alert name and host. Critical alerts are sent sooner and repeated more often than
 warnings. A cause inhibits its symptoms on the same host: a dead pool hides its dead backends, a critical
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovpn.render.monitoring.spec import BOT_WEBHOOK_URL
+from ovpn.render.monitoring.spec import BOT_WEBHOOK_URL, WEBHOOK_TOKEN_ALERTMANAGER_MOUNT
 
 RECEIVER = "ovpn-telegram-bot"
 
@@ -60,7 +61,20 @@ def alertmanager_document() -> dict[str, Any]:
         "receivers": [
             {
                 "name": RECEIVER,
-                "webhook_configs": [{"url": BOT_WEBHOOK_URL, "send_resolved": True, "max_alerts": 0}],
+                "webhook_configs": [
+                    {
+                        "url": BOT_WEBHOOK_URL,
+                        "send_resolved": True,
+                        "max_alerts": 0,
+                        # The bot refuses a webhook without its token; Alertmanager reads the file per request.
+                        "http_config": {
+                            "authorization": {
+                                "type": "Bearer",
+                                "credentials_file": WEBHOOK_TOKEN_ALERTMANAGER_MOUNT,
+                            }
+                        },
+                    }
+                ],
             }
         ],
     }

@@ -20,6 +20,10 @@ from ovpn.render.monitoring.spec import (
     MONITORING_CONTAINERS,
     NODE_EXPORTER_PORT,
     PROMETHEUS_PORT,
+    WEBHOOK_TOKEN_ALERTMANAGER_MOUNT,
+    WEBHOOK_TOKEN_BOT_MOUNT,
+    WEBHOOK_TOKEN_FILE,
+    WEBHOOK_TOKEN_GID,
     MonitoringSpec,
 )
 from ovpn.render.names import (
@@ -109,8 +113,11 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
             "--data.retention=168h",
         ],
         expose=[str(ALERTMANAGER_PORT)],
+        # The image's user (nobody) reads the bot's webhook token through this group (see spec.py).
+        group_add=[str(WEBHOOK_TOKEN_GID)],
         volumes=[
             "./monitoring/alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
+            f"./{WEBHOOK_TOKEN_FILE}:{WEBHOOK_TOKEN_ALERTMANAGER_MOUNT}:ro",
             f"{ALERTMANAGER_VOLUME}:/alertmanager",
         ],
         healthcheck=_http_check(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/healthy"),
@@ -177,6 +184,7 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
         environment={
             "OVPN_TELEGRAM_LISTEN": f"0.0.0.0:{BOT_PORT}",
             "OVPN_TELEGRAM_TOKEN_FILE": TOKEN_MOUNT,
+            "OVPN_TELEGRAM_WEBHOOK_TOKEN_FILE": WEBHOOK_TOKEN_BOT_MOUNT,
             "OVPN_TELEGRAM_SERVER_NAME": spec.server_name,
             "OVPN_TELEGRAM_SERVER_ROLE": spec.role,
             "OVPN_TELEGRAM_AGENT_URL": f"http://ovpn-agent:{AGENT_PORT}",
@@ -198,6 +206,7 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
         ports=[f"{BOT_HOST_BINDING}:{BOT_PORT}"],
         volumes=[
             f"./{TOKEN_FILE}:{TOKEN_MOUNT}:ro",
+            f"./{WEBHOOK_TOKEN_FILE}:{WEBHOOK_TOKEN_BOT_MOUNT}:ro",
             f"{DOCKER_SOCKET}:{DOCKER_SOCKET}",
         ],
         healthcheck={

@@ -13,7 +13,14 @@ from ovpn.render.monitoring.alerts import rules_document
 from ovpn.render.monitoring.compose import TOKEN_FILE, compose_document
 from ovpn.render.monitoring.dashboards import dashboards
 from ovpn.render.monitoring.prometheus import SCRAPE_INTERVAL, prometheus_document
-from ovpn.render.monitoring.spec import DATASOURCE_UID, PROMETHEUS_PORT, MonitoringSpec, check_spec
+from ovpn.render.monitoring.spec import (
+    DATASOURCE_UID,
+    PROMETHEUS_PORT,
+    WEBHOOK_TOKEN_FILE,
+    WEBHOOK_TOKEN_GID,
+    MonitoringSpec,
+    check_spec,
+)
 
 COMPOSE_FILE = "docker-compose.monitoring.yml"
 PROMETHEUS_CONFIG = "monitoring/prometheus/prometheus.yml"
@@ -87,4 +94,6 @@ def render_monitoring(spec: MonitoringSpec) -> Bundle:
         bundle[f"{DASHBOARD_DIR}/{name}"] = _json(dashboard.to_json())
     # Empty in the bundle; a deploy keeps the live token that `server monitor telegram-setup` wrote.
     bundle[BOT_TOKEN] = BundleFile(b"", 0o600)
+    # Deployed as rendered (never kept from the host): readable by root (the bot) and Alertmanager's group only.
+    bundle[WEBHOOK_TOKEN_FILE] = BundleFile(spec.webhook_token.encode(), 0o640, WEBHOOK_TOKEN_GID)
     return bundle

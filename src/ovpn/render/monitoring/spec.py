@@ -7,8 +7,9 @@ file names its containers `ovpn-xray`, `ovpn-agent` and, on proxies, `ovpn-hapro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ovpn.core import validation
@@ -57,6 +58,14 @@ JOB_BOT = "ovpn-telegram-bot"
 JOB_HAPROXY = "haproxy"
 
 BOT_WEBHOOK_URL = f"http://ovpn-telegram-bot:{BOT_PORT}/alertmanager"
+# The bot's /alertmanager and /events take only requests with this server's webhook token (Bearer). Paths, not
+# the token: the file in the bundle, and where the bot and Alertmanager see it. Alertmanager's image runs as
+# `nobody`, so the file is root-owned, readable by one group that only Alertmanager's container joins.
+WEBHOOK_TOKEN_FILE = "monitoring/secrets/bot_webhook_token"  # noqa: S105
+WEBHOOK_TOKEN_BOT_MOUNT = "/run/secrets/bot_webhook_token"  # noqa: S105
+WEBHOOK_TOKEN_ALERTMANAGER_MOUNT = "/etc/alertmanager/secrets/bot_webhook_token"  # noqa: S105
+WEBHOOK_TOKEN_GID = 65533
+_WEBHOOK_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 DATASOURCE_UID = "prometheus"
 
 
@@ -68,6 +77,9 @@ class MonitoringSpec:
     # Whether the server's Telegram bot is set up (`server monitor telegram-setup`): without it the bot never
     # runs, so it is neither scraped nor alerted on.
     bot_enabled: bool = True
+    # The bot's webhook token (ovpn.ops.bot_webhook), rendered into WEBHOOK_TOKEN_FILE; empty while no bot is set
+    # up (the bot does not run then, and would refuse to start with an empty file).
+    webhook_token: str = field(default="", repr=False)
 
     @property
     def is_proxy(self) -> bool:
@@ -87,3 +99,8 @@ def check_spec(spec: MonitoringSpec) -> None:
         )
     for service in MONITORING_SERVICES:
         validation.image_reference(spec.images[service])
+    if spec.webhook_token and not _WEBHOOK_TOKEN.fullmatch(spec.webhook_token):
+        raise OvpnError(
+            f"the Telegram bot's webhook token of {spec.server_name} is malformed",
+            f"run `ovpn server monitor telegram-setup {spec.server_name}` to generate a new one",
+        )
