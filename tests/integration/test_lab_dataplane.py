@@ -18,6 +18,8 @@ from tests.conftest import missing_tool
 from tests.lab.measure import failover
 from tests.lab.procs import LabError, wait_until
 from tests.lab.topology import (
+    HOST_SERVICE_PORT,
+    LAN_NAME,
     NAMES,
     WEB_FOREIGN,
     WEB_FOREIGN_IP,
@@ -160,6 +162,48 @@ def test_the_destination_decides_whatever_name_the_client_sends(
         assert decided == [outbound], log
     explained = lab.explain(dest, sni=name)
     assert (explained["outbound"], explained["rule_tag"]) == (outbound, rule_tag)
+
+
+PRIVATE_NAME_OPEN = pytest.mark.xfail(
+    strict=True,
+    reason="Xray 26.3.27 has no check after a name is resolved that knows the port, and the resolver cannot "
+    "drop private answers while the lab's own internet is private; Xray 26.7.28 (production) refuses every "
+    "private target from `direct` by default (docs/ha-proxy.md, host protection rules)",
+)
+HOST_CASES = [
+    # (case, client, a destination that leads back to the server at the exit, that server)
+    ("proxy-direct-name-to-loopback", "alice@proxy-ru", "agent.lab-market.ru", "proxy-ru"),
+    ("relayed-name-to-backend-loopback", "alice@proxy-ru", "agent.foreign-news.test", "vpn-1"),
+    ("backend-name-to-loopback", "alice@vpn-1", "agent.foreign-news.test", "vpn-1"),
+    ("relayed-unspecified-address", "alice@proxy-ru", "0.0.0.0", "vpn-1"),
+    ("backend-unspecified-address", "alice@vpn-1", "0.0.0.0", "vpn-1"),
+]
+PRIVATE_NAME_CASES = [
+    ("proxy-direct-name-to-own-address", "alice@proxy-ru", LAN_NAME, "proxy-ru"),
+    ("backend-name-to-own-address", "alice@vpn-1", LAN_NAME, "vpn-1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("client", "dest", "server"),
+    [pytest.param(*case[1:], id=case[0]) for case in HOST_CASES]
+    + [pytest.param(*case[1:], id=case[0], marks=PRIVATE_NAME_OPEN) for case in PRIVATE_NAME_CASES],
+)
+def test_the_host_protection_rules_hold_for_names_and_the_unspecified_address(
+    lab: Lab, client: str, dest: str, server: str
+) -> None:
+    """A client never reaches the services of the server it exits from, however it names them.
+
+    Every server's resolver answers the names with its own loopback or its own address, as a hostile DNS
+    record can, and each server runs a stand-in for its own services on the agent's port. `0.0.0.0` is the
+    host itself for a Linux connect(). The request must fail and the stand-in must not see it. Routing
+    never resolves a name, so it is `direct`'s resolver that drops the host's own addresses.
+    """
+    before = len(lab.host_service_requests(server))
+    records = lab.get(client, [f"http://{dest}:{HOST_SERVICE_PORT}/"], timeout=4)
+    reached = lab.host_service_requests(server)[before:]
+    assert reached == [], reached
+    assert [r["ok"] for r in records] == [False], records
 
 
 def test_direct_user_keeps_working_across_attach_and_redeploy(lab: Lab) -> None:

@@ -61,6 +61,11 @@ NAMES = {  # name -> internet address offset
     "xn--80aswg.xn--p1ai": WEB_RU,
 }
 SERVER_NAMES = {"proxy-ru": PROXY, "vpn-1": VPN_1, "vpn-2": VPN_2}
+HOST_SERVICE_PORT = 9090  # the agent's port: each server namespace runs a stand-in listening there
+LOOPBACK_NAMES = ("agent.lab-market.ru", "agent.foreign-news.test")
+"""Public-looking names that every server's resolver answers with 127.0.0.1 (a hostile or broken DNS record)."""
+LAN_NAME = "agent-lan.lab-market.ru"
+"""A name every server resolves to its own lab address, as a name could point at the compose network."""
 PRIORITIES = {"vpn-1": 100, "vpn-2": 200}
 SOCKS_PORTS = {"alice@proxy-ru": 10808, "bob@vpn-2": 10809, "alice@vpn-1": 10810, "carol@vpn-1": 10811}
 """The lab's clients: `carol` is removed after her link was printed, so vpn-1's post-attach bundle lacks her."""
@@ -249,7 +254,7 @@ class Lab:
         )
         names = {name: self.ip(offset) for name, offset in NAMES.items()}
         names |= {f"{server}.lab.test": self.ip(offset) for server, offset in SERVER_NAMES.items()}
-        self.net.write_names(names, {"proxy": {"haproxy": "127.0.0.1"}})
+        self.net.write_names(names, self._own_names())
         self.net.check_isolation()
         self._write_geodata()
         write_certificate(
@@ -259,6 +264,8 @@ class Lab:
         )
         self._make_state()
         self.start_internet()
+        for server in SERVER_NAMES:
+            self.start_host_service(server)
         for server in ("vpn-1", "vpn-2"):
             self.start_server(server, "post")
         self.start_server("proxy-ru", "post")
@@ -266,6 +273,15 @@ class Lab:
         for client in SOCKS_PORTS:
             self.start_client(client)
         self.wait_pool({"vpn-1": "UP", "vpn-2": "UP"})
+
+    def _own_names(self) -> dict[str, dict[str, str]]:
+        """Per server: `haproxy` on the proxy, and names that lead back to the server itself (see LOOPBACK_NAMES)."""
+        own: dict[str, dict[str, str]] = {}
+        for server, offset in SERVER_NAMES.items():
+            role = "proxy" if server == "proxy-ru" else server
+            own[role] = {name: "127.0.0.1" for name in LOOPBACK_NAMES} | {LAN_NAME: self.ip(offset)}
+        own["proxy"]["haproxy"] = "127.0.0.1"
+        return own
 
     def _write_geodata(self) -> None:
         geosite = write_geosite(
@@ -339,6 +355,33 @@ class Lab:
             argv += ["--http", f"{self.ip(offset)}:80", "--https", f"{self.ip(offset)}:443"]
         self.internet = self.procs.start("internet", self.host("internet").namespace, argv)
         self._wait_started(self.internet, lambda: ready.exists(), "the internet host's servers")
+
+    def host_service_log(self, server: str) -> Path:
+        return self.work / "host-services" / f"{server}.jsonl"
+
+    def start_host_service(self, server: str) -> None:
+        """A stand-in for the host's own services: HTTP on loopback and the server's address, :HOST_SERVICE_PORT.
+
+        It records every request it gets (the same recorder as the internet host), so a test can tell that a
+        client reached the server itself.
+        """
+        ready = self.work / "host-services" / f"{server}.ready"
+        ready.parent.mkdir(exist_ok=True)
+        tls = self.work / "tls"
+        argv = [sys.executable, str(LAB_DIR / "internet_server.py"), "--log", str(self.host_service_log(server)),
+                "--ready", str(ready), "--cert", str(tls / "cert.pem"), "--key", str(tls / "key.pem"),
+                "--http", f"127.0.0.1:{HOST_SERVICE_PORT}",
+                "--http", f"{self.address_of(server)}:{HOST_SERVICE_PORT}"]  # fmt: skip
+        role = "proxy" if server == "proxy-ru" else server
+        proc = self.procs.start(f"host-service-{server}", self.host(role).namespace, argv)
+        self._wait_started(proc, lambda: ready.exists(), f"{server}'s host service")
+
+    def host_service_requests(self, server: str) -> list[dict[str, Any]]:
+        """What `server`'s own stand-in service recorded."""
+        log = self.host_service_log(server)
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
     def _wait_started(self, proc: Proc, condition: Any, what: str, timeout: float = 15) -> None:
         def check() -> bool:

@@ -91,7 +91,8 @@ def proxy_config() -> dict[str, object]:
 
 _LAB_GEODATA = lab_geodata()
 _DIRECT_IPV4 = [ipaddress.ip_network(n) for n in ("95.167.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
-                                                  "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16")]  # fmt: skip
+                                                  "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+                                                  "0.0.0.0/8")]  # fmt: skip
 
 
 @settings(deadline=None, max_examples=200)
@@ -110,6 +111,27 @@ def test_a_foreign_address_goes_to_the_relay_whatever_name_the_client_sends(
     sniffed = name if sniffed_names_reach_routing(config["inbounds"][0]) else None  # type: ignore[index]
     decision = explain_route(config["routing"]["rules"], str(address), geodata, port=port, sniffed=sniffed)  # type: ignore[index]
     assert (decision.outbound, decision.rule_tag) == ("foreign-pool", "foreign-catch-all")
+
+
+@pytest.mark.parametrize("server", [PROXY, SOLO, BACKEND_1], ids=lambda s: s.name)
+@pytest.mark.parametrize("address", ["0.0.0.0", "0.1.2.3", "127.0.0.1", "169.254.169.254", "::", "::1"])
+def test_every_address_of_the_host_itself_is_blocked(server: object, address: str) -> None:
+    """`0.0.0.0` and `::` are this host to a Linux connect(), like loopback (seen in the data-plane lab)."""
+    config = config_of(server, [])
+    geodata = GeodataSet(_LAB_GEODATA.geosite, _LAB_GEODATA.geoip)
+    decision = explain_route(config["routing"]["rules"], address, geodata, port=10085)  # type: ignore[index]
+    assert (decision.outbound, decision.rule_tag) == ("block", "guard-loopback")
+
+
+@pytest.mark.parametrize("server", [PROXY, SOLO, BACKEND_1], ids=lambda s: s.name)
+def test_direct_dials_names_only_through_a_resolver_that_drops_the_host_itself(server: object) -> None:
+    """Routing never resolves a name (`AsIs`), so `direct` must not connect a name whose DNS says 127.0.0.1."""
+    config = config_of(server, [])
+    guard = next(r for r in config["routing"]["rules"] if r["ruleTag"] == "guard-loopback")  # type: ignore[index]
+    assert config["dns"] == {"servers": [{"address": "localhost", "unexpectedIPs": guard["ip"]}]}
+    direct = next(o for o in config["outbounds"] if o["tag"] == "direct")  # type: ignore[attr-defined]
+    # ForceIPv4: a name left without an address fails; UseIPv4 would hand it to the system resolver instead.
+    assert direct["settings"] == {"domainStrategy": "ForceIPv4"}
 
 
 def test_vpn_servers_send_everything_direct_except_the_host_guards() -> None:

@@ -31,7 +31,8 @@ CONN_IDLE_SECONDS = 300
 
 # Ports of the host's own services on the compose network; a client must never reach them through the VPN.
 INTERNAL_PORTS = "3000,8080,8404,9090,9093,9100,10085,15443,19000,19001"
-LOOPBACK_AND_LINK_LOCAL = ("127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10")
+# The host itself on any port: `0.0.0.0` and `::` also mean this host to a Linux connect().
+THIS_HOST = ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "::/128", "::1/128", "fe80::/10")
 PRIVATE_NETWORKS = (
     "10.0.0.0/8",
     "100.64.0.0/10",
@@ -49,9 +50,20 @@ def guard_rules() -> list[dict[str, Any]]:
     """Rules that keep clients away from the host itself: Xray's API, the agent, HAProxy, monitoring."""
     return [
         _rule("block", "guard-local-names", domain=["dotless:", "domain:localhost"]),
-        _rule("block", "guard-loopback", ip=list(LOOPBACK_AND_LINK_LOCAL)),
+        _rule("block", "guard-loopback", ip=list(THIS_HOST)),
         _rule("block", "guard-internal-ports", ip=list(PRIVATE_NETWORKS), port=INTERNAL_PORTS),
     ]
+
+
+def resolver() -> dict[str, Any]:
+    """Xray's own resolver, the one `direct` dials names with: it drops answers that point at the host itself.
+
+    Routing runs before any name is resolved (`AsIs`), so `guard-loopback` never sees where a name leads;
+    without this, a name whose DNS record says 127.0.0.1 would reach Xray's API from the direct outbound.
+    `direct` resolves with `ForceIPv4`, so a name left with no address fails instead of being handed to the
+    system resolver. Only names the server connects to directly are ever resolved here.
+    """
+    return {"servers": [{"address": "localhost", "unexpectedIPs": list(THIS_HOST)}]}
 
 
 def preset_rules(preset: Preset) -> list[dict[str, Any]]:
@@ -117,7 +129,7 @@ def render_xray_config(
         clients.append(_client(relay_uuid, RELAY_EMAIL))
     clients.sort(key=lambda c: str(c["email"]))
 
-    direct = {"tag": "direct", "protocol": "freedom", "settings": {"domainStrategy": "UseIPv4"}}
+    direct = {"tag": "direct", "protocol": "freedom", "settings": {"domainStrategy": "ForceIPv4"}}
     block = {"tag": "block", "protocol": "blackhole", "settings": {}}
     rules = guard_rules()
     if server.is_proxy:
@@ -147,6 +159,7 @@ def render_xray_config(
                 "statsOutboundDownlink": True,
             },
         },
+        "dns": resolver(),
         "inbounds": [_inbound(server, clients, [server.reality_short_id])],
         "outbounds": outbounds,
         "routing": {"domainStrategy": "AsIs", "rules": rules},
