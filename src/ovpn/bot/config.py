@@ -178,14 +178,21 @@ def parse_config(env: Mapping[str, str]) -> BotConfig:
     )
 
 
-def read_token(path: Path) -> str:
-    """The bot token from its file; a missing or empty file is a configuration error (that never shows a token)."""
+def _read_secret_file(path: Path, what: str) -> str:
+    """The stripped content of a secret file; missing, unreadable or empty is a configuration error (that never
+    shows the content)."""
     try:
-        token = path.read_text().strip()
+        value = path.read_text().strip()
     except OSError as e:
-        raise ConfigError(f"cannot read the bot token file {path}: {e.strerror}") from None
-    if not token:
-        raise ConfigError(f"the bot token file {path} is empty: run `ovpn server monitor telegram-setup`")
+        raise ConfigError(f"cannot read the {what} file {path}: {e.strerror}") from None
+    if not value:
+        raise ConfigError(f"the {what} file {path} is empty: run `ovpn server monitor telegram-setup`")
+    return value
+
+
+def read_token(path: Path) -> str:
+    """The bot token from its file."""
+    token = _read_secret_file(path, "bot token")
     if any(c.isspace() for c in token) or "/" in token:
         raise ConfigError(f"the bot token file {path} does not hold a bot token")
     return token
@@ -194,12 +201,7 @@ def read_token(path: Path) -> str:
 def read_webhook_token(path: Path) -> str:
     """The secret Alertmanager and ovpn present to /alertmanager and /events (Bearer). Without it the bot serves
     nothing but health and metrics: a missing, empty or short file is a configuration error."""
-    try:
-        secret = path.read_text().strip()
-    except OSError as e:
-        raise ConfigError(f"cannot read the webhook token file {path}: {e.strerror}") from None
-    if not secret:
-        raise ConfigError(f"the webhook token file {path} is empty: run `ovpn server monitor telegram-setup`")
+    secret = _read_secret_file(path, "webhook token")
     if len(secret) < MIN_WEBHOOK_TOKEN_LENGTH or any(c.isspace() for c in secret):
         raise ConfigError(f"the webhook token file {path} does not hold a webhook token")
     return secret
