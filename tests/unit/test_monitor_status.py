@@ -8,7 +8,14 @@ import pytest
 
 from ovpn.errors import OvpnError
 from ovpn.ops.host import bot_scale
-from ovpn.ops.monitor import PrometheusView, parse_alerts, parse_targets, problems, service_states
+from ovpn.ops.monitor import (
+    PrometheusView,
+    crash_loops,
+    parse_alerts,
+    parse_targets,
+    problems,
+    service_states,
+)
 
 
 def record(service: str, state: str = "running", health: str = "") -> dict[str, object]:
@@ -41,6 +48,27 @@ def targets_doc(*targets: tuple[str, str]) -> str:
         for job, health in targets
     ]
     return json.dumps({"status": "success", "data": {"activeTargets": active, "droppedTargets": []}})
+
+
+def test_a_container_docker_restarted_a_moment_ago_is_crash_looping_even_while_it_shows_running() -> None:
+    # `date -u +%s` then `docker inspect --format CRASH_LOOP_FORMAT`, as captured on a lab host (12:00:00 UTC).
+    output = (
+        "1796212800\n"
+        "/ovpn-node-exporter-1 4 2026-12-02T11:59:58.301937114Z\n"  # restarted, up 2 s: looping
+        "/ovpn-prometheus-1 0 2026-12-02T11:59:59.5Z\n"  # young but never restarted
+        "/ovpn-grafana-1 2 2026-12-02T10:00:00.0Z\n"  # restarted two hours ago, stable since
+    )
+    assert crash_loops(output) == {"ovpn-node-exporter-1": 4}
+    assert crash_loops("") == {}
+    records = [{**r, "Name": f"ovpn-{r['Service']}-1"} for r in RUNNING]
+    by = {s.service: s for s in service_states(records, False, crash_loops(output))}
+    looping = by["node-exporter"]
+    assert looping.state == "running" and looping.failed and not looping.ready and not looping.ok
+    assert looping.describe() == "running (healthy), crash-looping (4 restarts)"
+    assert by["grafana"].ok and by["prometheus"].ok
+    assert problems(list(by.values()), PrometheusView([], [], []), False) == [
+        "node-exporter: running (healthy), crash-looping (4 restarts)"
+    ]
 
 
 def test_only_monitoring_services_in_stack_order_and_a_missing_one_is_reported() -> None:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
@@ -24,6 +25,9 @@ POLL_SECONDS = 2
 VOLUMES = (PROMETHEUS_VOLUME, ALERTMANAGER_VOLUME, GRAFANA_VOLUME)
 BOT_NOT_CONFIGURED = f"{BOT_SERVICE}: not configured (run server monitor telegram-setup)"
 _FAILED_STATES = ("exited", "dead", "restarting")
+# A container Docker restarted (restart policy) whose current run is younger than this is crash-looping: between
+# two crashes it shows as "running", so a snapshot of its state alone would call it fine.
+CRASH_LOOP_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -34,21 +38,23 @@ class ServiceState:
     health: str
     status: str
     expected: bool  # the bot is not expected while it has no token
+    restarts: int = 0  # by Docker's restart policy, counted only while the current run is young (crash loop)
 
     @property
     def ready(self) -> bool:
-        return self.state == "running" and self.health in ("", "healthy")
+        return self.state == "running" and self.health in ("", "healthy") and not self.restarts
 
     @property
     def failed(self) -> bool:
-        return self.state in _FAILED_STATES or self.health == "unhealthy"
+        return self.state in _FAILED_STATES or self.health == "unhealthy" or self.restarts > 0
 
     @property
     def ok(self) -> bool:
         return self.ready if self.expected else self.state in ("missing", "")
 
     def describe(self) -> str:
-        return f"{self.state}{f' ({self.health})' if self.health else ''}"
+        looping = f", crash-looping ({self.restarts} restarts)" if self.restarts else ""
+        return f"{self.state}{f' ({self.health})' if self.health else ''}{looping}"
 
 
 @dataclass(frozen=True)
@@ -105,24 +111,49 @@ class MonitorStatus:
         }
 
 
-def service_states(records: Sequence[Mapping[str, object]], bot_configured: bool) -> list[ServiceState]:
+def service_states(
+    records: Sequence[Mapping[str, object]], bot_configured: bool, looping: Mapping[str, int] | None = None
+) -> list[ServiceState]:
     """The monitoring services from `docker compose ps --all --format json` records, in the stack's order; a
-    service without a container is `missing`."""
+    service without a container is `missing`. `looping` maps a container name to its restarts while it is
+    crash-looping (see `crash_loops`)."""
     by_service = {str(r.get("Service", "")): r for r in records}
     states = []
     for service in MONITORING_SERVICES:
         record = by_service.get(service, {})
+        container = str(record.get("Name", ""))
         states.append(
             ServiceState(
                 service=service,
-                container=str(record.get("Name", "")),
+                container=container,
                 state=str(record.get("State", "")) or "missing",
                 health=str(record.get("Health", "")),
                 status=str(record.get("Status", "")),
                 expected=service != BOT_SERVICE or bot_configured,
+                restarts=(looping or {}).get(container, 0),
             )
         )
     return states
+
+
+CRASH_LOOP_FORMAT = "{{.Name}} {{.RestartCount}} {{.State.StartedAt}}"
+
+
+def crash_loops(output: str) -> dict[str, int]:
+    """The output of `date -u +%s` followed by `docker inspect --format CRASH_LOOP_FORMAT` -> the containers
+    Docker restarted whose current run began less than CRASH_LOOP_SECONDS before the host's clock, with their
+    restart counts."""
+    lines = output.strip().splitlines()
+    if not lines:
+        return {}
+    now = datetime.fromtimestamp(int(lines[0]), UTC)
+    looping = {}
+    for line in lines[1:]:
+        name, count, started = line.split()
+        age = (now - datetime.fromisoformat(started)).total_seconds()
+        if int(count) > 0 and age < CRASH_LOOP_SECONDS:
+            looping[name.lstrip("/")] = int(count)
+    return looping
 
 
 def parse_targets(document: str) -> list[Target]:
@@ -195,7 +226,15 @@ def _require_release(host: Host) -> None:
 
 
 def _states(host: Host, bot_configured: bool) -> list[ServiceState]:
-    return service_states(host.compose_services(monitoring=True), bot_configured)
+    records = host.compose_services(monitoring=True)
+    names = [str(r["Name"]) for r in records if r.get("Name")]
+    looping: dict[str, int] = {}
+    if names:
+        script = f'date -u +%s && docker inspect --format "{CRASH_LOOP_FORMAT}" "$@"'
+        result = host.ssh.run(["sh", "-c", script, "sh", *names], sudo=True, timeout=60, check=False)
+        if result.ok:
+            looping = crash_loops(result.text)
+    return service_states(records, bot_configured, looping)
 
 
 def _logs_tail(host: Host, service: str, lines: int = 20) -> str:
