@@ -7,15 +7,10 @@ import json
 import pytest
 
 from ovpn.errors import OvpnError
+from ovpn.facts.docker import parse_crash_loops
+from ovpn.facts.prometheus import PrometheusView, parse_alerts, parse_targets
 from ovpn.ops.host import bot_scale
-from ovpn.ops.monitor import (
-    PrometheusView,
-    crash_loops,
-    parse_alerts,
-    parse_targets,
-    problems,
-    service_states,
-)
+from ovpn.ops.monitor import problems, service_states
 
 
 def record(service: str, state: str = "running", health: str = "") -> dict[str, object]:
@@ -58,10 +53,10 @@ def test_a_container_docker_restarted_a_moment_ago_is_crash_looping_even_while_i
         "/ovpn-prometheus-1 0 2026-12-02T11:59:59.5Z\n"  # young but never restarted
         "/ovpn-grafana-1 2 2026-12-02T10:00:00.0Z\n"  # restarted two hours ago, stable since
     )
-    assert crash_loops(output) == {"ovpn-node-exporter-1": 4}
-    assert crash_loops("") == {}
+    assert parse_crash_loops(output) == {"ovpn-node-exporter-1": 4}
+    assert parse_crash_loops("") == {}
     records = [{**r, "Name": f"ovpn-{r['Service']}-1"} for r in RUNNING]
-    by = {s.service: s for s in service_states(records, False, crash_loops(output))}
+    by = {s.service: s for s in service_states(records, False, parse_crash_loops(output))}
     looping = by["node-exporter"]
     assert looping.state == "running" and looping.failed and not looping.ready and not looping.ok
     assert looping.describe() == "running (healthy), crash-looping (4 restarts)"

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ovpn.remote.ssh import SshTarget, classify_ssh_failure, remote_command
+from ovpn.remote.base import SshTarget
+from ovpn.remote.ssh import classify_ssh_failure, remote_command
 
 argument = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from ovpn.errors import OvpnError
+from ovpn.remote.base import SshTarget
 from ovpn.remote.ssh import (
     CONTROL_NAME_LENGTH,
     MAX_SOCKET_PATH,
     Ssh,
     SshSettings,
-    SshTarget,
     control_dir,
     default_settings,
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ovpn.errors import OvpnError
+from ovpn.errors import InvalidInput
 
 _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _SHORT_ID_RE = re.compile(r"^(?:[0-9a-f]{2}){0,8}$")
@@ -29,16 +29,16 @@ def _b64u(raw: bytes) -> str:
 
 def _decode_key(value: str, what: str) -> bytes:
     if not _B64URL_RE.match(value):
-        raise OvpnError(
+        raise InvalidInput(
             f"malformed REALITY {what} key",
             "keys are 43 characters of URL-safe base64 without padding (as `xray x25519` prints them)",
         )
     try:
         raw = base64.urlsafe_b64decode(value + "=")
     except binascii.Error:
-        raise OvpnError(f"malformed REALITY {what} key", "the key is not valid URL-safe base64") from None
+        raise InvalidInput(f"malformed REALITY {what} key", "the key is not valid URL-safe base64") from None
     if _b64u(raw) != value:
-        raise OvpnError(f"malformed REALITY {what} key", "the key's last character has stray bits set")
+        raise InvalidInput(f"malformed REALITY {what} key", "the key's last character has stray bits set")
     return raw
 
 
@@ -66,7 +66,7 @@ def key_pair(private_key: str | None, public_key: str | None) -> KeyPair:
     if private_key is None and public_key is None:
         return generate_key_pair()
     if private_key is None:
-        raise OvpnError(
+        raise InvalidInput(
             "a REALITY public key was given without its private key",
             "pass --reality-private-key too, or neither to generate a pair",
         )
@@ -74,7 +74,7 @@ def key_pair(private_key: str | None, public_key: str | None) -> KeyPair:
     if public_key is not None:
         _decode_key(public_key, "public")
         if public_key != derived:
-            raise OvpnError(
+            raise InvalidInput(
                 "the REALITY public key does not match the private key",
                 f"the private key's public key is {derived}; omit --reality-public-key to derive it",
             )
@@ -83,7 +83,7 @@ def key_pair(private_key: str | None, public_key: str | None) -> KeyPair:
 
 def short_id(value: str) -> str:
     if not _SHORT_ID_RE.match(value):
-        raise OvpnError(
+        raise InvalidInput(
             f"malformed REALITY short id {value!r}",
             "a short id is lower-case hex of even length, at most 16 characters",
         )

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from ovpn.core.model import RESERVED_EMAILS, User
-from ovpn.errors import OvpnError
+from ovpn.errors import InvalidInput
 
 Field = Literal["username", "email"]
 
@@ -81,13 +81,15 @@ def identity_clashes(users: Iterable[User]) -> list[Clash]:
 def require_new_identity(existing: Sequence[User], candidate: User) -> None:
     """Refuse a new user whose username or email another user has apart from case, or a reserved email."""
     if is_reserved_email(candidate.email):
-        raise OvpnError(f"the email {candidate.email} is reserved for ovpn itself", "choose another --email")
+        raise InvalidInput(
+            f"the email {candidate.email} is reserved for ovpn itself", "choose another --email"
+        )
     fields: tuple[Field, ...] = ("username", "email")
     for field in fields:
         wanted = identity_key(_value(candidate, field))
         for user in existing:
             if identity_key(_value(user, field)) == wanted:
-                raise OvpnError(
+                raise InvalidInput(
                     f"a user with {field} {_value(user, field)!r} already exists "
                     "(Xray compares identities without case)",
                     f"choose another --{field}",
@@ -107,7 +109,7 @@ def require_distinct_identities(users: Iterable[User]) -> None:
     """Refuse to render for users Xray cannot tell apart (state written before ovpn refused such users)."""
     clashes = identity_clashes(users)
     if clashes:
-        raise OvpnError(
+        raise InvalidInput(
             "Xray cannot tell these users apart: " + "; ".join(c.describe() for c in clashes),
             clash_hint(clashes),
         )

@@ -8,7 +8,7 @@ import re
 from datetime import date
 
 from ovpn.core.model import MAX_PRIORITY, MAX_QUOTA_BYTES, MIN_QUOTA_BYTES
-from ovpn.errors import OvpnError
+from ovpn.errors import InvalidInput
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
@@ -26,7 +26,7 @@ GIB = 1024**3
 
 def server_name(value: str) -> str:
     if not _NAME_RE.match(value):
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid server name {value!r}",
             "use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit",
         )
@@ -35,7 +35,7 @@ def server_name(value: str) -> str:
 
 def username(value: str) -> str:
     if not _USERNAME_RE.match(value):
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid username {value!r}",
             "use 1-64 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
         )
@@ -44,7 +44,7 @@ def username(value: str) -> str:
 
 def email(value: str) -> str:
     if not _EMAIL_RE.match(value) or ".." in value:
-        raise OvpnError(f"invalid email {value!r}", "use a plain address such as alice@global")
+        raise InvalidInput(f"invalid email {value!r}", "use a plain address such as alice@global")
     return value
 
 
@@ -59,42 +59,44 @@ def hostname(value: str, what: str = "host") -> str:
     """
     hint = f"give an IP address (IPv4 as a dotted quad) or a DNS name in lower case (IDN as xn--...) for --{what}"
     if "%" in value:
-        raise OvpnError(f"invalid {what} {value!r}", hint)
+        raise InvalidInput(f"invalid {what} {value!r}", hint)
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
     labels = value.rstrip(".").split(".") if value else []
     if not labels or len(value) > 253 or not all(_LABEL_RE.match(label) for label in labels):
-        raise OvpnError(f"invalid {what} {value!r}", hint)
+        raise InvalidInput(f"invalid {what} {value!r}", hint)
     if _NUMERIC_LABEL_RE.match(labels[-1]):
-        raise OvpnError(f"invalid {what} {value!r}: it reads as a number, not a DNS name", hint)
+        raise InvalidInput(f"invalid {what} {value!r}: it reads as a number, not a DNS name", hint)
     return value.rstrip(".")
 
 
 def port(value: int, what: str = "port") -> int:
     if not 1 <= value <= 65535:
-        raise OvpnError(f"invalid {what} {value}", "a port is a number from 1 to 65535")
+        raise InvalidInput(f"invalid {what} {value}", "a port is a number from 1 to 65535")
     return value
 
 
 def ssh_user(value: str) -> str:
     if not _SSH_USER_RE.match(value):
-        raise OvpnError(f"invalid SSH user {value!r}", "use a POSIX user name such as root or deploy")
+        raise InvalidInput(f"invalid SSH user {value!r}", "use a POSIX user name such as root or deploy")
     return value
 
 
 def xray_version(value: str) -> str:
     value = value.removeprefix("v")
     if not _VERSION_RE.match(value):
-        raise OvpnError(f"invalid Xray version {value!r}", "give a release such as 26.7.28 (no 'v' needed)")
+        raise InvalidInput(
+            f"invalid Xray version {value!r}", "give a release such as 26.7.28 (no 'v' needed)"
+        )
     return value
 
 
 def reality_target(value: str) -> str:
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid REALITY target {value!r}", "give host:port, for example www.microsoft.com:443"
         )
     hostname(host, "reality-target")
@@ -104,13 +106,15 @@ def reality_target(value: str) -> str:
 
 def server_name_indication(value: str) -> str:
     if "*" in value:
-        raise OvpnError(f"invalid REALITY server name {value!r}", "wildcards are not allowed; give one name")
+        raise InvalidInput(
+            f"invalid REALITY server name {value!r}", "wildcards are not allowed; give one name"
+        )
     return hostname(value, "reality-server-name")
 
 
 def image_reference(value: str) -> str:
     if not _IMAGE_RE.match(value):
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid image reference {value!r}",
             "give a plain reference such as registry/name:tag or name@sha256:digest",
         )
@@ -119,7 +123,7 @@ def image_reference(value: str) -> str:
 
 def tag(value: str) -> str:
     if not _TAG_RE.match(value):
-        raise OvpnError(f"invalid tag {value!r}", "tags are lower-case letters, digits, '_' and '-'")
+        raise InvalidInput(f"invalid tag {value!r}", "tags are lower-case letters, digits, '_' and '-'")
     return value
 
 
@@ -132,7 +136,7 @@ def iso_date(value: str, what: str = "date") -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise OvpnError(f"invalid {what} {value!r}", "use YYYY-MM-DD") from None
+        raise InvalidInput(f"invalid {what} {value!r}", "use YYYY-MM-DD") from None
 
 
 def quota_gb(value: float) -> int:
@@ -143,12 +147,12 @@ def quota_gb(value: float) -> int:
     """
     top = MAX_QUOTA_BYTES // GIB
     if not math.isfinite(value) or value < 0 or value > top:
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid quota {value:g} GB", f"a quota is 0 (the default) or a number of GB up to {top} (1 PiB)"
         )
     quota = int(value * GIB)
     if value > 0 and quota < MIN_QUOTA_BYTES:
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid quota {value:g} GB: less than 1 MiB",
             "give at least 0.001 GB (1 MiB), or 0 for the default; `ovpn user disable` blocks a user",
         )
@@ -158,7 +162,7 @@ def quota_gb(value: float) -> int:
 def priority(value: int) -> int:
     """A backend's place in its proxy's pool; only the order reaches a rendered config."""
     if not 0 <= value <= MAX_PRIORITY:
-        raise OvpnError(
+        raise InvalidInput(
             f"invalid priority {value}",
             f"a priority is 0 to {MAX_PRIORITY}; lower numbers are preferred, the rest are backups",
         )

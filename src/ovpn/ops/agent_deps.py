@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovpn.errors import OvpnError
-from ovpn.remote.ssh import Ssh
+from ovpn.remote.base import Remote
 
 # Pinned, with every transitive dependency (pip runs with --no-deps): the bundle (and so its hash) must not
 # change when the index publishes a new release. The generated Xray stubs (scripts/gen-xray-protos) need
@@ -173,7 +173,7 @@ docker build --quiet --tag "$3" --build-arg "BASE_IMAGE=$4" "$ctx"
 """
 
 
-def ensure_wheels_on_host(ssh: Ssh, wheels: Sequence[tuple[str, bytes]]) -> list[str]:
+def ensure_wheels_on_host(ssh: Remote, wheels: Sequence[tuple[str, bytes]]) -> list[str]:
     """Upload the wheels the host's cache lacks (or holds damaged); returns the names uploaded."""
     if not wheels:
         return []

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ovpn.core.names import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
 from ovpn.ops.backup_archive import (
@@ -33,8 +34,8 @@ from ovpn.ops.backup_archive import (
     parse_manifest,
 )
 from ovpn.ops.deploy import Progress, health_gate, rollback, start, switch
-from ovpn.ops.host import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR, Host, connect
-from ovpn.remote.ssh import Ssh
+from ovpn.ops.host import Host, connect
+from ovpn.remote.base import Remote
 from ovpn.render.compose import AGENT_DATA_VOLUME
 
 KEEP_BACKUPS = 7
@@ -187,7 +188,9 @@ def restore(app: App, name: str, source: str, progress: Progress, gate_timeout: 
     return revision
 
 
-def _verify_digest(ssh: Ssh, archive: str, recorded: str | None, given: str | None, trust_host: bool) -> None:
+def _verify_digest(
+    ssh: Remote, archive: str, recorded: str | None, given: str | None, trust_host: bool
+) -> None:
     """The archive's SHA-256 on the host against every digest there is to trust: the local record, `--digest`,
     and with `--trust-host-digest` the `.sha256` beside it. Without that flag the `.sha256` is not read: whoever
     could replace the archive could replace it too."""
@@ -206,7 +209,7 @@ def _verify_digest(ssh: Ssh, archive: str, recorded: str | None, given: str | No
                             "the archive was changed or replaced on the host; use another backup")  # fmt: skip
 
 
-def _checked_members(ssh: Ssh, archive: str) -> list[Member]:
+def _checked_members(ssh: Remote, archive: str) -> list[Member]:
     listing = ssh.run(listing_argv(archive), sudo=True, check=False, timeout=300)
     if not listing.ok:
         raise OvpnError(

@@ -18,23 +18,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ovpn.core.model import RELAY_EMAIL, Server
+from ovpn.core.names import BOT_TOKEN_FILE, RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR
 from ovpn.errors import OvpnError
+from ovpn.facts import agent, xray
+from ovpn.facts.base import gather
+from ovpn.facts.compose import Container
+from ovpn.facts.haproxy import pool_states
+from ovpn.facts.release import LiveRelease
 from ovpn.ops.agent_client import sync_policy
 from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on_host, remember_machine
 from ovpn.ops.app import App
-from ovpn.ops.host import (
-    BOT_TOKEN_FILE,
-    RELEASE_MARKER,
-    RELEASES_DIR,
-    RUNTIME_DIR,
-    Host,
-    LiveRelease,
-    connect,
-)
+from ovpn.ops.host import Host, connect
 from ovpn.ops.render import RenderedServer, render_server
-from ovpn.remote.ssh import Ssh
+from ovpn.remote.base import Remote
 from ovpn.render.bundle import Bundle, bundle_digest
-from ovpn.render.names import AGENT_CONTAINER, HAPROXY_METRICS_PORT, POOL_BACKEND
 
 KEEP_RELEASES = 5
 GATE_TIMEOUT_SECONDS = 90
@@ -126,7 +123,7 @@ def stage(host: Host, bundle: Bundle, revision: str, digest: str, progress: Prog
     return release
 
 
-def _carry_over(ssh: Ssh, path: str, release: str) -> None:
+def _carry_over(ssh: Remote, path: str, release: str) -> None:
     """Keep a secret the operator set on the host (e.g. the bot token) when the bundle ships it empty."""
     script = 'if [ -s "$1/$3" ] && [ ! -s "$2/$3" ]; then cp -p "$1/$3" "$2/$3"; fi'
     ssh.run(["sh", "-c", script, "sh", RUNTIME_DIR, release, path], sudo=True, timeout=30)
@@ -145,18 +142,10 @@ def validate_on_host(host: Host, release: str, images: dict[str, str], pull: str
             "this is a bug in the rendered bundle or a host Compose too old; see `ovpn doctor`",
         )
     progress(f"validating on the host: xray run -test ({images['xray']})")
-    mounts = ["-v", f"{release}/xray/config.json:/etc/xray/config.json:ro"]
-    if host.server.is_proxy:
-        mounts += ["-v", f"{release}/geodata:/usr/local/share/xray:ro"]
-    result = ssh.run(
-        ["docker", "run", "--rm", f"--pull={pull}", "--network", "none", *mounts, images["xray"],
-         "run", "-test", "-config", "/etc/xray/config.json"],
-        sudo=True, timeout=180, check=False,
-    )  # fmt: skip
-    if not result.ok:
-        detail = (result.text + result.error_text).strip().splitlines()
+    tested = gather(ssh, xray.config_test(images["xray"], release, geodata=host.server.is_proxy, pull=pull))
+    if not tested.ok:
         raise OvpnError(
-            f"xray run -test failed on {host.server.name}: {detail[-1] if detail else 'no output'}",
+            f"xray run -test failed on {host.server.name}: {tested.last_line or 'no output'}",
             "nothing was switched; fix the cause (image, geodata, config) and deploy again",
         )
     if host.server.is_proxy:
@@ -216,98 +205,77 @@ def start(host: Host, pull: str, monitoring: bool) -> None:
 
 
 @dataclass(frozen=True)
+class GateCheck:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
 class GateResult:
     ok: bool
-    checks: list[tuple[str, bool, str]]
+    checks: list[GateCheck]
 
     def failures(self) -> str:
-        return "; ".join(f"{name}: {detail}" for name, ok, detail in self.checks if not ok)
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.checks if not c.ok)
 
 
 def required_services(server: Server) -> list[str]:
     return ["xray", "ovpn-agent", "haproxy"] if server.is_proxy else ["xray", "ovpn-agent"]
 
 
-def _snapshot(host: Host) -> dict[str, tuple[str, str, str]]:
-    """service -> (state, health, container id)."""
-    snapshot = {}
-    for record in host.compose_services():
-        service = str(record.get("Service", ""))
-        snapshot[service] = (
-            str(record.get("State", "")),
-            str(record.get("Health", "")),
-            str(record.get("ID", "")),
-        )
-    return snapshot
+def failing_service(gate: GateResult, server: Server) -> str | None:
+    """The first required service that a failed check names: its logs go into the failure message."""
+    failing = [c.name for c in gate.checks if not c.ok]
+    return next((s for s in required_services(server) if any(s in name for name in failing)), None)
 
 
-def probe_in_agent(host: Host, url: str) -> str | None:
-    """Fetch a URL from inside the agent container (it has Python and sits on the compose network)."""
-    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=4).read().decode())"
-    result = host.ssh.run(["docker", "exec", AGENT_CONTAINER, "python3", "-c", code], sudo=True, timeout=30,
-                          check=False)  # fmt: skip
-    return result.text if result.ok else None
-
-
-def health_gate(host: Host, expect_backend_up: bool, timeout: int) -> GateResult:
+def health_gate(
+    host: Host,
+    expect_backend_up: bool,
+    timeout: int,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> GateResult:
     """Wait (bounded) until every required service runs stably, Xray listens, the agent is healthy, and on a
     proxy with backends HAProxy sees one UP."""
     server = host.server
     required = required_services(server)
-    deadline = time.monotonic() + timeout
-    checks: list[tuple[str, bool, str]] = []
+    deadline = clock() + timeout
+    checks: list[GateCheck] = []
     while True:
-        checks = []
-        snapshot = _snapshot(host)
-        for service in required:
-            state, health, _ = snapshot.get(service, ("missing", "", ""))
-            healthy = state == "running" and health in ("", "healthy")
-            checks.append((f"service {service}", healthy, f"{state}{f' ({health})' if health else ''}"))
-        if all(ok for _, ok, _ in checks):
-            time.sleep(SETTLE_SECONDS)
-            again = _snapshot(host)
-            for service in required:
-                stable = again.get(service) == snapshot.get(service)
-                checks.append(
-                    (
-                        f"{service} stays up",
-                        stable,
-                        "running" if stable else f"restarted: {again.get(service)}",
-                    )
-                )
+        snapshot = host.containers()
+        running = [snapshot.get(s, Container(s)) for s in required]
+        checks = [GateCheck(f"service {c.service}", c.healthy, c.describe()) for c in running]
+        if all(c.ok for c in checks):
+            sleep(SETTLE_SECONDS)
+            again = host.containers()
+            for c in running:
+                later = again.get(c.service, Container(c.service))
+                stable = later == c
+                checks.append(GateCheck(f"{c.service} stays up", stable, "running" if stable else
+                                        f"restarted: {(later.state, later.health, later.id)}"))  # fmt: skip
             listening = host.ssh.run(
                 ["timeout", "3", "bash", "-c", f"</dev/tcp/127.0.0.1/{server.port}"], sudo=True, check=False,
                 timeout=15,
             ).ok  # fmt: skip
-            checks.append(
-                (f"xray listens on {server.port}", listening, "accepting" if listening else "no listener")
-            )
-            health_doc = probe_in_agent(host, "http://127.0.0.1:9090/health")
-            api_up = bool(health_doc) and json.loads(health_doc or "{}").get("status") == "ok"
-            checks.append(
-                ("agent healthy", api_up, "Xray API answers" if api_up else f"agent says {health_doc}")
-            )
+            checks.append(GateCheck(f"xray listens on {server.port}", listening,
+                                    "accepting" if listening else "no listener"))  # fmt: skip
+            health_doc = gather(host.ssh, agent.fetch_in_agent(agent.AGENT_HEALTH_URL))
+            api_up = agent.agent_status(health_doc) == "ok"
+            checks.append(GateCheck("agent healthy", api_up, "Xray API answers" if api_up else
+                                    f"agent says {health_doc}"))  # fmt: skip
             if server.is_proxy and expect_backend_up:
-                metrics = probe_in_agent(host, f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics") or ""
-                up = any(
-                    line.startswith("haproxy_server_status{") and f'proxy="{POOL_BACKEND}"' in line
-                    and 'state="UP"' in line and line.rstrip().endswith(" 1")
-                    for line in metrics.splitlines()
-                )  # fmt: skip
-                checks.append(
-                    ("haproxy backend UP", up, "at least one backend UP" if up else "no backend UP")
-                )
-            if all(ok for _, ok, _ in checks):
+                metrics = gather(host.ssh, agent.fetch_in_agent(agent.HAPROXY_METRICS_URL)) or ""
+                up = "UP" in pool_states(metrics).values()
+                checks.append(GateCheck("haproxy backend UP", up, "at least one backend UP" if up else
+                                        "no backend UP"))  # fmt: skip
+            if all(c.ok for c in checks):
                 return GateResult(True, checks)
-        if time.monotonic() > deadline:
+        if clock() > deadline:
             return GateResult(False, checks)
-        time.sleep(2)
-
-
-def _logs_tail(host: Host, service: str, lines: int = 15) -> str:
-    result = host.ssh.run(host.compose(["logs", "--no-color", "--tail", str(lines), service]), sudo=True,
-                          timeout=60, check=False)  # fmt: skip
-    return result.text.strip()
+        sleep(2)
 
 
 def rollback(host: Host, previous: LiveRelease | None, pull: str, monitoring: bool) -> str:
@@ -336,31 +304,18 @@ def relay_identity_problems(app: App, proxy: Server, backends: list[Server], acc
     for backend in backends:
         try:
             with connect(app, backend, accept_new_host_key=accept_new) as ssh:
-                result = ssh.run(
-                    ["cat", f"{RUNTIME_DIR}/xray/config.json"], sudo=True, timeout=30, check=False
-                )
+                config = gather(ssh, xray.live_config())
         except OvpnError as e:
             problems.append(f"{backend.name}: cannot read its live config ({e.message})")
             continue
-        if not result.ok:
+        if config is None:
             problems.append(f"{backend.name}: has no live config (never deployed)")
             continue
-        if not live_config_has_relay(result.text, backend):
+        if not xray.has_relay_identity(config, backend):
             problems.append(
                 f"{backend.name}: its live config lacks {RELAY_EMAIL} with the pool's relay identity"
             )
     return problems
-
-
-def live_config_has_relay(config_text: str, backend: Server) -> bool:
-    try:
-        inbound = json.loads(config_text)["inbounds"][0]
-        clients = inbound["settings"]["clients"]
-        short_ids = inbound["streamSettings"]["realitySettings"]["shortIds"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return False
-    has_client = any(c.get("email") == RELAY_EMAIL and c.get("id") == backend.relay_uuid for c in clients)
-    return has_client and backend.reality_short_id in short_ids  # the relay uses the backend's own short id
 
 
 def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> DeployOutcome:
@@ -449,16 +404,12 @@ def _apply(
         progress("health gate")
         gate = health_gate(host, pool_nonempty, options.gate_timeout)
     except OvpnError as e:
-        gate = GateResult(False, [("start", False, e.message)])
+        gate = GateResult(False, [GateCheck("start", False, e.message)])
     if gate.ok:
         prune(host)
         return DeployOutcome(server.name, "ok", revision, digest, f"{revision} is live")
-    failing = [name for name, ok, _ in gate.checks if not ok]
-    logs = ""
-    for service in required_services(server):
-        if any(service in name for name in failing):
-            logs = _logs_tail(host, service)
-            break
+    culprit = failing_service(gate, server)
+    logs = host.logs_tail(culprit, 15) if culprit else ""
     progress(f"health gate failed ({gate.failures()}); rolling back")
     how = rollback(host, previous, options.pull, monitoring)
     message = f"health gate failed: {gate.failures()}; {how}"

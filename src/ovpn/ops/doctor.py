@@ -6,22 +6,27 @@ one by one, so the report points at the one real problem.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from ovpn.core.model import RELAY_EMAIL, Server
+from ovpn.core.names import RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR
 from ovpn.errors import OvpnError
+from ovpn.facts import agent, xray
+from ovpn.facts.base import gather
+from ovpn.facts.haproxy import pool_states
+from ovpn.facts.host import DiskUsage, disk_usage, outcome
 from ovpn.geodata.cache import resolve_geodata
 from ovpn.ops.app import App
-from ovpn.ops.deploy import live_config_has_relay, probe_in_agent, required_services
-from ovpn.ops.host import RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR, Host, connect
+from ovpn.ops.deploy import required_services
+from ovpn.ops.host import Host, connect
 from ovpn.ops.monitor import inspect as inspect_monitoring
 from ovpn.ops.render import RenderedServer, proxy_preset, render_server
+from ovpn.remote.base import Remote
 from ovpn.render.bundle import bundle_digest
-from ovpn.render.names import HAPROXY_METRICS_PORT, POOL_BACKEND
 
 Status = Literal["pass", "warn", "fail", "skip"]
 RANK = {"pass": 0, "skip": 0, "warn": 1, "fail": 2}
@@ -80,8 +85,8 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
     ssh, server = host.ssh, host.server
 
     def run(argv: list[str], timeout: int = 60) -> tuple[bool, str]:
-        result = ssh.run(argv, sudo=True, check=False, timeout=timeout)
-        return result.ok, (result.text + result.error_text).strip()
+        found = gather(ssh, outcome(argv, timeout))
+        return found.ok, found.output
 
     ok, out = run(["true"])
     checks.append(Check("sudo", "pass" if ok else "fail", "passwordless sudo works" if ok else out,
@@ -113,37 +118,33 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
                             f"ovpn deploy {server.name} (see what changes with `ovpn deploy --plan`)"))  # fmt: skip
     else:
         checks.append(Check("files", "pass", f"{live.revision} is live and matches the state"))
-    records = {str(r.get("Service")): r for r in host.compose_services()}
-    down = [s for s in required_services(server) if records.get(s, {}).get("State") != "running"]
+    containers = host.containers()
+    down = [s for s in required_services(server) if s not in containers or containers[s].state != "running"]
     checks.append(Check("services", "fail" if down else "pass",
                         f"not running: {', '.join(down)}" if down else "all required services are running",
                         f"ovpn server logs {server.name} --service {down[0]}" if down else ""))  # fmt: skip
     images = rendered.images if rendered else {}
     if images:
-        mounts = ["-v", f"{RUNTIME_DIR}/xray/config.json:/etc/xray/config.json:ro"]
-        if server.is_proxy:
-            mounts += ["-v", f"{RUNTIME_DIR}/geodata:/usr/local/share/xray:ro"]
-        ok, out = run(["docker", "run", "--rm", "--pull=never", "--network", "none", *mounts, images["xray"],
-                       "run", "-test", "-config", "/etc/xray/config.json"], timeout=180)  # fmt: skip
-        checks.append(Check("xray config test", "pass" if ok else "fail",
-                            "Configuration OK" if ok else (out.splitlines() or ["failed"])[-1],
-                            "" if ok else f"ovpn deploy {server.name} --force"))  # fmt: skip
-    health = probe_in_agent(host, "http://127.0.0.1:9090/health")
-    status = json.loads(health).get("status") if health else None
+        tested = gather(
+            ssh, xray.config_test(images["xray"], RUNTIME_DIR, geodata=server.is_proxy, pull="never")
+        )
+        checks.append(Check("xray config test", "pass" if tested.ok else "fail",
+                            "Configuration OK" if tested.ok else tested.last_line or "failed",
+                            "" if tested.ok else f"ovpn deploy {server.name} --force"))  # fmt: skip
+    status = agent.agent_status(gather(ssh, agent.fetch_in_agent(agent.AGENT_HEALTH_URL)))
     checks.append(Check("agent health", "pass" if status == "ok" else "fail",
                         f"agent: {status}" if status else "the agent does not answer",
                         "" if status == "ok" else f"ovpn server logs {server.name} --service ovpn-agent"))  # fmt: skip
-    ok, out = run(["df", "--output=pcent,target", "/", RELEASES_DIR])
-    usage = [
-        (int(line.split()[0].rstrip("%")), line.split()[1]) for line in out.splitlines()[1:] if line.strip()
-    ]
-    fullest = max(usage, default=(0, "/"))
-    level: Status = "fail" if fullest[0] >= DISK_FAIL else "warn" if fullest[0] >= DISK_WARN else "pass"
-    checks.append(Check("disk", level, f"{fullest[1]} is {fullest[0]}% full",
+    usage = gather(ssh, disk_usage(["/", RELEASES_DIR]))
+    fullest = max(usage, key=lambda u: (u.percent, u.mount), default=DiskUsage(0, "/"))
+    level: Status = (
+        "fail" if fullest.percent >= DISK_FAIL else "warn" if fullest.percent >= DISK_WARN else "pass"
+    )
+    checks.append(Check("disk", level, f"{fullest.mount} is {fullest.percent}% full",
                         "" if level == "pass" else "free space: old images (`docker image prune`), logs"))  # fmt: skip
     if attached_to:
-        ok, config = run(["cat", f"{RUNTIME_DIR}/xray/config.json"])
-        has = ok and live_config_has_relay(config, server)
+        config = gather(ssh, xray.live_config())
+        has = config is not None and xray.has_relay_identity(config, server)
         checks.append(Check(
             "relay identity", "pass" if has else "fail",
             f"the live config carries {RELAY_EMAIL}" if has else
@@ -151,16 +152,7 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
             "" if has else f"redeploy this backend first: ovpn deploy {server.name}; then the proxy",
         ))  # fmt: skip
     if server.is_proxy:
-        metrics = probe_in_agent(host, f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics") or ""
-        states: dict[str, str] = {}
-        for line in metrics.splitlines():
-            if (
-                line.startswith("haproxy_server_status{")
-                and f'proxy="{POOL_BACKEND}"' in line
-                and line.endswith(" 1")
-            ):
-                name = line.split('server="', 1)[1].split('"', 1)[0]
-                states[name] = line.split('state="', 1)[1].split('"', 1)[0]
+        states = pool_states(gather(ssh, agent.fetch_in_agent(agent.HAPROXY_METRICS_URL)) or "")
         up = sorted(n for n, s in states.items() if s == "UP")
         if not states:
             checks.append(
@@ -200,7 +192,17 @@ def _monitoring(host: Host, checks: list[Check]) -> None:
         ))  # fmt: skip
 
 
-def doctor(app: App, name: str, progress: Callable[[str], None]) -> list[Check]:
+REMOTE_CHECKS = ("sudo", "docker", "compose", "files", "services", "xray config test", "agent health", "disk",
+                 "monitoring")  # fmt: skip
+
+
+def doctor(
+    app: App,
+    name: str,
+    progress: Callable[[str], None],
+    *,
+    opener: Callable[[App, Server], AbstractContextManager[Remote]] = connect,
+) -> list[Check]:
     with app.reading() as repo:
         server = repo.server(name)
         attached_to = repo.proxies_of(name)
@@ -209,19 +211,37 @@ def doctor(app: App, name: str, progress: Callable[[str], None]) -> list[Check]:
     rendered = _local(app, server, checks)
     progress("connecting")
     try:
-        with connect(app, server) as ssh:
-            ssh.run(["true"], timeout=30)
-            checks.append(Check("ssh", "pass", f"connected to {ssh.target.label}"))
-            host = Host(ssh, server)
+        connection = opener(app, server)
+    except OvpnError as e:
+        return [*checks, *_unreachable(e)]
+    return [*checks, *host_checks(connection, server, rendered, attached_to, progress)]
+
+
+def _unreachable(error: OvpnError) -> list[Check]:
+    return [Check("ssh", "fail", error.message, error.hint),
+            *(Check(name, "skip", "skipped: no SSH connection") for name in REMOTE_CHECKS)]  # fmt: skip
+
+
+def host_checks(
+    connection: AbstractContextManager[Remote],
+    server: Server,
+    rendered: RenderedServer | None,
+    attached_to: list[str],
+    progress: Callable[[str], None],
+) -> list[Check]:
+    """The checks made on the host. When it cannot be reached, SSH fails and every other check is skipped; a
+    failure after connecting is one `remote` failure after the checks made so far."""
+    checks: list[Check] = []
+    connected = False
+    try:
+        with connection as remote:
+            remote.run(["true"], timeout=30)
+            connected = True
+            checks.append(Check("ssh", "pass", f"connected to {remote.target.label}"))
+            host = Host(remote, server)
             if _remote(host, rendered, attached_to, checks):
                 progress("monitoring")
                 _monitoring(host, checks)
     except OvpnError as e:
-        if not any(c.name == "ssh" for c in checks):
-            checks.append(Check("ssh", "fail", e.message, e.hint))
-            for remote in ("sudo", "docker", "compose", "files", "services", "xray config test", "agent health",
-                           "disk", "monitoring"):  # fmt: skip
-                checks.append(Check(remote, "skip", "skipped: no SSH connection"))
-        else:
-            checks.append(Check("remote", "fail", e.message, e.hint))
+        checks += [Check("remote", "fail", e.message, e.hint)] if connected else _unreachable(e)
     return checks

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from ovpn.core.names import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy
-from ovpn.ops.host import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR, Host, connect
+from ovpn.ops.host import Host, connect
 
 SERVICES = (
     "xray", "haproxy", "ovpn-agent", "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor",

@@ -1,27 +1,26 @@
-"""One server's host as ovpn sees it over SSH: the runtime layout under /opt and the Compose project."""
+"""One server's host as ovpn sees it: the runtime layout under /opt and the Compose project, over a `Remote`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ovpn.core.model import Server
+from ovpn.core.names import (
+    BOT_SERVICE,
+    BOT_TOKEN_FILE,
+    OWNER_ENV_VARIABLE,
+    PROJECT,
+    RELEASE_MARKER,
+    RUNTIME_DIR,
+)
 from ovpn.errors import OvpnError
+from ovpn.facts import release
+from ovpn.facts.base import gather
+from ovpn.facts.compose import Container, compose_argv, containers_of, logs_tail, services
+from ovpn.facts.release import LiveRelease, UnreadableMarker
 from ovpn.ops.app import App
-from ovpn.remote.ssh import Ssh, SshTarget, default_settings
-
-RUNTIME_DIR = "/opt/ovpn"
-RELEASES_DIR = "/opt/ovpn-releases"
-BACKUP_DIR = "/opt/ovpn-backups"
-RELEASE_MARKER = ".ovpn-release.json"
-MAIN_COMPOSE = "docker-compose.yml"
-MONITORING_COMPOSE = "docker-compose.monitoring.yml"
-PROJECT = "ovpn"
-BOT_SERVICE = "ovpn-telegram-bot"
-# Kept across deploys; the bot runs only when it is not empty and `.env` names an owner.
-BOT_TOKEN_FILE = "monitoring/secrets/telegram_bot_token"  # noqa: S105 - a path, not a token
-OWNER_ENV_VARIABLE = "OVPN_TELEGRAM_OWNER_USER_ID"
+from ovpn.remote.base import Remote, SshTarget
+from ovpn.remote.ssh import Ssh, default_settings
 
 
 def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> Ssh:
@@ -29,38 +28,22 @@ def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> S
     return Ssh(target, default_settings(app.data_dir, accept_new_host_key=accept_new_host_key))
 
 
-@dataclass(frozen=True)
-class LiveRelease:
-    revision: str
-    bundle_sha256: str
-    directory: str
-
-
 class Host:
     """Commands against one host's runtime. Every path and argument is passed as a list, never as shell text."""
 
-    def __init__(self, ssh: Ssh, server: Server) -> None:
+    def __init__(self, ssh: Remote, server: Server) -> None:
         self.ssh = ssh
         self.server = server
 
     def compose(
         self, args: Sequence[str], *, directory: str = RUNTIME_DIR, monitoring: bool = False
     ) -> list[str]:
-        files = [MAIN_COMPOSE, MONITORING_COMPOSE] if monitoring else [MAIN_COMPOSE]
-        argv = ["docker", "compose", "--project-name", PROJECT, "--project-directory", directory]
-        for name in files:
-            argv += ["-f", f"{directory}/{name}"]
-        return [*argv, *args]
+        return compose_argv(args, directory=directory, monitoring=monitoring)
 
     def live_release(self) -> LiveRelease | None:
-        result = self.ssh.run(["cat", f"{RUNTIME_DIR}/{RELEASE_MARKER}"], sudo=True, check=False, timeout=30)
-        if not result.ok:
-            return None
         try:
-            doc = json.loads(result.text)
-            target = self.ssh.run(["readlink", "-f", RUNTIME_DIR], sudo=True, timeout=30).text.strip()
-            return LiveRelease(str(doc["revision"]), str(doc["bundle_sha256"]), target)
-        except (ValueError, KeyError) as e:
+            return gather(self.ssh, release.live_release())
+        except UnreadableMarker as e:
             raise OvpnError(
                 f"{RUNTIME_DIR}/{RELEASE_MARKER} on {self.server.name} is unreadable ({e})",
                 "the runtime was changed by hand; redeploy with `ovpn deploy --force`",
@@ -92,15 +75,15 @@ class Host:
         return bot_scale(self.bot_configured()) if monitoring else []
 
     def compose_services(self, *, monitoring: bool = False) -> list[dict[str, object]]:
-        """`docker compose ps` as records (Compose prints a JSON array or one object per line by version)."""
-        result = self.ssh.run(self.compose(["ps", "--all", "--format", "json"], monitoring=monitoring), sudo=True,
-                              timeout=60)  # fmt: skip
-        text = result.text.strip()
-        if not text:
-            return []
-        if text.startswith("["):
-            return list(json.loads(text))
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        """`docker compose ps` as records."""
+        return gather(self.ssh, services(monitoring=monitoring))
+
+    def containers(self, *, monitoring: bool = False) -> dict[str, Container]:
+        """service -> its container."""
+        return containers_of(self.compose_services(monitoring=monitoring))
+
+    def logs_tail(self, service: str, lines: int, *, monitoring: bool = False) -> str:
+        return gather(self.ssh, logs_tail(service, lines, monitoring=monitoring))
 
 
 def bot_scale(configured: bool) -> list[str]:

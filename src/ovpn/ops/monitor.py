@@ -7,27 +7,26 @@ otherwise (see `Host.monitoring_up_args`, which deploy, rollback and restore use
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from ovpn.core.names import BOT_SERVICE
 from ovpn.errors import OvpnError
+from ovpn.facts.base import gather
+from ovpn.facts.docker import crash_loops
+from ovpn.facts.prometheus import PrometheusView, parse_alerts, parse_targets, prometheus_api
 from ovpn.ops.app import App
 from ovpn.ops.deploy import Progress
-from ovpn.ops.host import BOT_SERVICE, Host, connect
+from ovpn.ops.host import Host, connect
 from ovpn.render.monitoring.compose import ALERTMANAGER_VOLUME, GRAFANA_VOLUME, PROMETHEUS_VOLUME
-from ovpn.render.monitoring.spec import MONITORING_SERVICES, PROMETHEUS_PORT
+from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
 UP_TIMEOUT_SECONDS = 180
 POLL_SECONDS = 2
 VOLUMES = (PROMETHEUS_VOLUME, ALERTMANAGER_VOLUME, GRAFANA_VOLUME)
 BOT_NOT_CONFIGURED = f"{BOT_SERVICE}: not configured (run server monitor telegram-setup)"
 _FAILED_STATES = ("exited", "dead", "restarting")
-# A container Docker restarted (restart policy) whose current run is younger than this is crash-looping: between
-# two crashes it shows as "running", so a snapshot of its state alone would call it fine.
-CRASH_LOOP_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -55,24 +54,6 @@ class ServiceState:
     def describe(self) -> str:
         looping = f", crash-looping ({self.restarts} restarts)" if self.restarts else ""
         return f"{self.state}{f' ({self.health})' if self.health else ''}{looping}"
-
-
-@dataclass(frozen=True)
-class Target:
-    job: str
-    instance: str
-    health: str  # up, down, unknown (not scraped yet)
-    error: str
-
-
-@dataclass
-class PrometheusView:
-    targets: list[Target]
-    firing: list[str]  # alert names
-    pending: list[str]
-
-    def count(self, health: str) -> int:
-        return sum(1 for t in self.targets if t.health == health)
 
 
 @dataclass
@@ -136,73 +117,6 @@ def service_states(
     return states
 
 
-CRASH_LOOP_FORMAT = "{{.Name}} {{.RestartCount}} {{.State.StartedAt}}"
-
-
-def crash_loops(output: str) -> dict[str, int]:
-    """The output of `date -u +%s` followed by `docker inspect --format CRASH_LOOP_FORMAT` -> the containers
-    Docker restarted whose current run began less than CRASH_LOOP_SECONDS before the host's clock, with their
-    restart counts."""
-    lines = output.strip().splitlines()
-    if not lines:
-        return {}
-    now = datetime.fromtimestamp(int(lines[0]), UTC)
-    looping = {}
-    for line in lines[1:]:
-        name, count, started = line.split()
-        age = (now - datetime.fromisoformat(started)).total_seconds()
-        if int(count) > 0 and age < CRASH_LOOP_SECONDS:
-            looping[name.lstrip("/")] = int(count)
-    return looping
-
-
-def parse_targets(document: str) -> list[Target]:
-    """Prometheus' `/api/v1/targets` answer -> its active targets."""
-    data = _api_data(document, "targets")
-    if not isinstance(data, dict):
-        raise OvpnError(
-            "Prometheus answered /api/v1/targets without data",
-            "see `ovpn server logs S --service prometheus`",
-        )
-    targets = []
-    for item in data.get("activeTargets", []):
-        labels = item.get("labels", {})
-        targets.append(
-            Target(
-                job=str(labels.get("job", "")),
-                instance=str(labels.get("instance", item.get("scrapeUrl", ""))),
-                health=str(item.get("health", "unknown")),
-                error=str(item.get("lastError", "")),
-            )
-        )
-    return sorted(targets, key=lambda t: (t.job, t.instance))
-
-
-def parse_alerts(document: str) -> tuple[list[str], list[str]]:
-    """Prometheus' `/api/v1/alerts` answer -> (firing alert names, pending alert names), sorted."""
-    data = _api_data(document, "alerts")
-    alerts = data.get("alerts", []) if isinstance(data, dict) else []
-    firing = sorted(
-        {str(a.get("labels", {}).get("alertname", "")) for a in alerts if a.get("state") == "firing"}
-    )
-    pending = sorted(
-        {str(a.get("labels", {}).get("alertname", "")) for a in alerts if a.get("state") == "pending"}
-    )
-    return firing, pending
-
-
-def _api_data(document: str, what: str) -> object:
-    try:
-        doc = json.loads(document)
-    except ValueError:
-        raise OvpnError(
-            f"Prometheus' /api/v1/{what} answer is not JSON", "see `ovpn server logs S --service prometheus`"
-        ) from None
-    if not isinstance(doc, dict) or doc.get("status") != "success":
-        raise OvpnError(f"Prometheus' /api/v1/{what} failed: {str(doc)[:200]}", "see its logs")
-    return doc.get("data")
-
-
 def problems(states: Sequence[ServiceState], view: PrometheusView | None, bot_configured: bool) -> list[str]:
     """What makes `monitor status` exit 1: an expected service not running/healthy, Prometheus unreachable, or a
     target down (the bot's own target is excused while the bot is not configured)."""
@@ -228,12 +142,7 @@ def _require_release(host: Host) -> None:
 def _states(host: Host, bot_configured: bool) -> list[ServiceState]:
     records = host.compose_services(monitoring=True)
     names = [str(r["Name"]) for r in records if r.get("Name")]
-    looping: dict[str, int] = {}
-    if names:
-        script = f'date -u +%s && docker inspect --format "{CRASH_LOOP_FORMAT}" "$@"'
-        result = host.ssh.run(["sh", "-c", script, "sh", *names], sudo=True, timeout=60, check=False)
-        if result.ok:
-            looping = crash_loops(result.text)
+    looping = gather(host.ssh, crash_loops(names)) if names else {}
     return service_states(records, bot_configured, looping)
 
 
@@ -377,19 +286,6 @@ def inspect(host: Host) -> MonitorStatus:
 
 
 def prometheus_view(host: Host) -> PrometheusView:
-    """Prometheus' own view, asked from inside its container (busybox or GNU `wget`, both images have one)."""
-
-    def get(path: str) -> str:
-        url = f"http://127.0.0.1:{PROMETHEUS_PORT}{path}"
-        argv = host.compose(
-            ["exec", "-T", "prometheus", "wget", "-q", "-O", "-", "-T", "10", url], monitoring=True
-        )
-        result = host.ssh.run(argv, sudo=True, timeout=60, check=False)
-        if not result.ok:
-            raise OvpnError(
-                f"Prometheus did not answer {path}: {result.error_text.strip()[-200:]}", "see its logs"
-            )
-        return result.text
-
-    firing, pending = parse_alerts(get("/api/v1/alerts"))
-    return PrometheusView(parse_targets(get("/api/v1/targets")), firing, pending)
+    """Prometheus' own view, asked from inside its container."""
+    firing, pending = parse_alerts(gather(host.ssh, prometheus_api("/api/v1/alerts")))
+    return PrometheusView(parse_targets(gather(host.ssh, prometheus_api("/api/v1/targets"))), firing, pending)

@@ -10,9 +10,10 @@ import difflib
 import hashlib
 from dataclasses import dataclass, field
 
+from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
-from ovpn.ops.host import RELEASE_MARKER, RUNTIME_DIR, Host, connect
+from ovpn.ops.host import Host, connect
 from ovpn.ops.redact import Redactor
 from ovpn.ops.render import render_server
 from ovpn.render.bundle import Bundle

@@ -18,11 +18,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ovpn.core.model import TelegramSettings
+from ovpn.core.names import BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops import bot_webhook, monitor
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, deploy
-from ovpn.ops.host import BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR, Host, connect
+from ovpn.ops.host import Host, connect
 from ovpn.render.monitoring.spec import BOT_PORT, WEBHOOK_TOKEN_BOT_MOUNT
 
 Progress = Callable[[str], None]

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovpn.core.model import Server, User
+from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
 from ovpn.errors import OvpnError
+from ovpn.facts.release import LiveRelease
 from ovpn.ops.agent_client import agent_path, agent_request, sync_policy
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, deploy
-from ovpn.ops.host import RELEASE_MARKER, RUNTIME_DIR, Host, LiveRelease, connect
+from ovpn.ops.host import Host, connect
 from ovpn.ops.render import render_server
 from ovpn.render.bundle import BundleFile, bundle_digest
 

@@ -21,27 +21,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ovpn.errors import OvpnError
+from ovpn.errors import HostUnreachable, OvpnError, RemoteCommandFailed
+from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, RemoteResult, SshTarget, command_failure
 
 CONNECT_TIMEOUT_SECONDS = 15
-DEFAULT_TIMEOUT_SECONDS = 120
 SSH_FAILED = 255
 # A Unix socket path holds at most 103 bytes on the BSDs and macOS (107 on Linux). ssh names the socket by `%C`
 # (40 hex characters) and binds it first under a temporary name 17 characters longer, so the folder gets the rest.
 MAX_SOCKET_PATH = 103
 CONTROL_NAME_LENGTH = 1 + 40 + 17
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    host: str
-    port: int = 22
-    user: str = "root"
-    identity: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -55,26 +43,6 @@ class SshSettings:
     ssh_binary: str = "ssh"
     config_file: Path | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-
-
-@dataclass(frozen=True)
-class RemoteResult:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode(errors="replace")
-
-    @property
-    def error_text(self) -> str:
-        return self.stderr.decode(errors="replace").strip()
 
 
 def remote_command(argv: Sequence[str], *, sudo: bool = False, timeout: int | None = None) -> str:
@@ -94,14 +62,14 @@ def known_hosts_name(target: SshTarget) -> str:
     return target.host if target.port == 22 else f"[{target.host}]:{target.port}"
 
 
-def classify_ssh_failure(target: SshTarget, stderr: str, known_hosts: Path | None = None) -> OvpnError:
+def classify_ssh_failure(target: SshTarget, stderr: str, known_hosts: Path | None = None) -> HostUnreachable:
     """Turn ssh's own failure (exit 255) into one line and a hint."""
     text = stderr.strip()
     last = text.splitlines()[-1] if text else "no output"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or ("Host key for" in text and "has changed" in text):
         name = shlex.quote(known_hosts_name(target))
         own = f" -f {shlex.quote(str(known_hosts))}" if known_hosts else ""
-        return OvpnError(
+        return HostUnreachable(
             f"the host key of {target.host} has CHANGED: refusing to connect",
             "if the server was reinstalled, verify the new key out of band, then remove the old one with "
             f"`ssh-keygen -R {name}` and, from ovpn's own known_hosts, `ssh-keygen -R {name}{own}`; then connect "
@@ -112,22 +80,24 @@ def classify_ssh_failure(target: SshTarget, stderr: str, known_hosts: Path | Non
         or "No ED25519 host key is known" in text
         or "host key is known" in text
     ):
-        return OvpnError(
+        return HostUnreachable(
             f"the host key of {target.host} is not known: refusing to connect",
             "on first contact, check the key's fingerprint and pass --accept-new-host-key to pin it",
         )
     if "Permission denied" in text:
-        return OvpnError(
+        return HostUnreachable(
             f"SSH authentication to {target.label} failed",
             "check --ssh-user and --ssh-identity (or your ssh agent) for this server",
         )
     if any(
         s in text for s in ("Connection timed out", "Connection refused", "No route to host", "timed out")
     ):
-        return OvpnError(f"cannot reach {target.label}: {last}", "check --host, --ssh-port and the firewall")
+        return HostUnreachable(
+            f"cannot reach {target.label}: {last}", "check --host, --ssh-port and the firewall"
+        )
     if "Could not resolve hostname" in text:
-        return OvpnError(f"cannot resolve {target.host}", "check the server's --host")
-    return OvpnError(f"SSH to {target.label} failed: {last}", "run `ssh -v` by hand to see why")
+        return HostUnreachable(f"cannot resolve {target.host}", "check the server's --host")
+    return HostUnreachable(f"SSH to {target.label} failed: {last}", "run `ssh -v` by hand to see why")
 
 
 class Ssh:
@@ -190,7 +160,7 @@ class Ssh:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise OvpnError(
+            raise RemoteCommandFailed(
                 f"`{shlex.join(argv)}` on {self.target.host} did not finish within {timeout}s",
                 "the host may be overloaded or the connection stalled; run `ovpn doctor` for this server",
             ) from None
@@ -199,12 +169,7 @@ class Ssh:
         if proc.returncode == SSH_FAILED:
             raise classify_ssh_failure(self.target, result.error_text, self.settings.known_hosts)
         if check and not result.ok:
-            detail = (result.error_text or result.text.strip()).splitlines()
-            raise OvpnError(
-                f"`{shlex.join(argv)}` failed on {self.target.host} (exit {proc.returncode}): "
-                f"{detail[-1] if detail else 'no output'}",
-                "see `ovpn doctor` for this server",
-            )
+            raise command_failure(self.target, result)
         return result
 
     def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Iterator[str]:

@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from ovpn.errors import OvpnError
+from ovpn.errors import InvalidInput, StateError, StateLocked
 
 DB_FILE = "ovpn.db"
 DEFAULT_LOCK_TIMEOUT = 15.0
@@ -77,15 +77,15 @@ def lock_timeout_from(env: Mapping[str, str]) -> float:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds < 0:
-        raise OvpnError(
+        raise InvalidInput(
             f"{LOCK_TIMEOUT_ENV} must be a number of seconds (0 or more), not {raw!r}",
             f"unset it for the default ({DEFAULT_LOCK_TIMEOUT:g} s) or set it to e.g. 30",
         )
     return seconds
 
 
-def _locked(data_dir: Path) -> OvpnError:
-    return OvpnError(
+def _locked(data_dir: Path) -> StateLocked:
+    return StateLocked(
         f"the state in {data_dir} is locked by another ovpn process",
         "wait for the other command to finish and run this one again "
         "(OVPN_LOCK_TIMEOUT sets how many seconds to wait)",
@@ -138,7 +138,7 @@ class Database:
         self._turn = threading.RLock()
         self._ensure_dir()
         if self.path.is_dir():
-            raise OvpnError(
+            raise StateError(
                 f"{self.path} is a directory, not the state file", "move it away or choose another --data-dir"
             )
         if not self.path.exists():
@@ -161,12 +161,12 @@ class Database:
             self.data_dir.chmod(0o700)
         except FileExistsError:
             if not self.data_dir.is_dir():
-                raise OvpnError(
+                raise StateError(
                     f"the data directory {self.data_dir} is a file",
                     "choose another with --data-dir or OVPN_DATA_DIR",
                 ) from None
         except OSError as e:
-            raise OvpnError(
+            raise StateError(
                 f"cannot create the data directory {self.data_dir}: {e.strerror}",
                 "choose another with --data-dir or OVPN_DATA_DIR",
             ) from None
@@ -192,7 +192,7 @@ class Database:
                 os.link(scratch, self.path)
         except (OSError, sqlite3.Error) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
-            raise OvpnError(
+            raise StateError(
                 f"cannot create the state file {self.path}: {reason}",
                 "check that the data directory is writable and the disk has room",
             ) from None
@@ -206,11 +206,11 @@ class Database:
         try:
             empty = self.path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0)
         except OSError as e:
-            raise OvpnError(
+            raise StateError(
                 f"cannot read the state file {self.path}: {e.strerror}", "check its permissions"
             ) from None
         if empty:
-            raise OvpnError(
+            raise StateError(
                 f"the state file {self.path} is empty (0 bytes), not a fleet",
                 "restore ovpn.db from a backup; if this data directory never held a fleet, delete the empty file",
             )
@@ -251,7 +251,7 @@ class Database:
         if current == len(known):
             return
         if self.read_only:
-            raise OvpnError(
+            raise StateError(
                 f"the state in {self.data_dir} needs upgrading from schema {current} to {len(known)}, "
                 "but it is read-only",
                 "run any ovpn command once where the data directory is writable",
@@ -265,7 +265,7 @@ class Database:
                     for statement in _statements(sql):
                         self.conn.execute(statement)
                 except sqlite3.OperationalError as e:
-                    raise OvpnError(
+                    raise StateError(
                         f"migration {name} failed on the state in {self.data_dir}: {e}",
                         "restore ovpn.db from a backup; nothing was changed",
                     ) from None
@@ -274,12 +274,12 @@ class Database:
 
     def _refuse_newer(self, current: int, latest: int) -> None:
         if current > latest:
-            raise OvpnError(
+            raise StateError(
                 f"the state in {self.data_dir} has schema version {current}, newer than this ovpn knows ({latest})",
                 "upgrade ovpn before using this data directory",
             )
         if current < 0:
-            raise OvpnError(
+            raise StateError(
                 f"the state in {self.data_dir} has an invalid schema version {current}",
                 "restore ovpn.db from a backup",
             )
@@ -287,7 +287,7 @@ class Database:
     def _refuse_mismatch(self, current: int) -> None:
         """Before migrating from `current`, check the tables are what `current` means (not a version moved back)."""
         if _schema(self.conn) != _expected_schema(current):
-            raise OvpnError(
+            raise StateError(
                 f"the state in {self.data_dir} says schema version {current}, but its tables are not that version's "
                 "(the version was moved back or the tables edited)",
                 "restore ovpn.db from a backup; do not set PRAGMA user_version by hand",
@@ -295,12 +295,12 @@ class Database:
 
     # transactions
 
-    def _failure(self, e: sqlite3.Error) -> OvpnError:
+    def _failure(self, e: sqlite3.Error) -> StateError:
         text = str(e)
         if "locked" in text or "busy" in text:
             return _locked(self.data_dir)
         if "disk is full" in text:
-            return OvpnError(
+            return StateError(
                 f"the disk holding {self.path} is full; nothing was changed",
                 "free some space and run it again",
             )
@@ -309,18 +309,18 @@ class Database:
         if isinstance(e, sqlite3.DatabaseError) and not isinstance(
             e, sqlite3.OperationalError | sqlite3.IntegrityError
         ):
-            return OvpnError(
+            return StateError(
                 f"the state file {self.path} is damaged: {text}",
                 "restore ovpn.db from a backup (with its -wal file, if there is one)",
             )
         if isinstance(e, sqlite3.IntegrityError):
-            return OvpnError(
+            return StateError(
                 f"the state refused the change: {text}", "nothing was changed; check the values given"
             )
-        return OvpnError(f"the state database failed: {text}", f"check {self.path}")
+        return StateError(f"the state database failed: {text}", f"check {self.path}")
 
-    def _read_only_error(self) -> OvpnError:
-        return OvpnError(
+    def _read_only_error(self) -> StateError:
+        return StateError(
             f"the state in {self.data_dir} is read-only, so this command cannot change it",
             "run it where the data directory and ovpn.db are writable",
         )
@@ -347,7 +347,7 @@ class Database:
                 problems = [r[0] for r in self.conn.execute("PRAGMA quick_check(3)")]
                 if problems != ["ok"]:
                     self._rollback()
-                    raise OvpnError(
+                    raise StateError(
                         f"the state file {self.path} is damaged: {'; '.join(problems)}",
                         "restore ovpn.db from a backup (with its -wal file, if there is one)",
                     )

@@ -1,0 +1,84 @@
+"""What ops need from a connection to a host, whatever carries it: `Ssh` on real hosts, a scripted fake in tests.
+
+Everything that decides (deploy, rollback, doctor, monitor) takes a `Remote`, so its decisions can be tested
+against recorded host answers without SSH.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ovpn.errors import RemoteCommandFailed
+
+DEFAULT_TIMEOUT_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    port: int = 22
+    user: str = "root"
+    identity: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def error_text(self) -> str:
+        return self.stderr.decode(errors="replace").strip()
+
+
+class Remote(Protocol):
+    """A host to run commands on. `run` raises `HostUnreachable` when the transport fails (no command ran), and
+    `RemoteCommandFailed` when the command fails and `check` is set; otherwise the caller reads the result."""
+
+    @property
+    def target(self) -> SshTarget: ...
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = False,
+        input: bytes | None = None,
+        timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        check: bool = True,
+    ) -> RemoteResult: ...
+
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Iterator[str]: ...
+
+    def write_file(
+        self, path: str, content: bytes, *, mode: int = 0o600, sudo: bool = True, timeout: int = 60
+    ) -> None: ...
+
+
+def command_failure(target: SshTarget, result: RemoteResult) -> RemoteCommandFailed:
+    """The error for a command that failed on the host: the command, its exit code and its last line."""
+    detail = (result.error_text or result.text.strip()).splitlines()
+    return RemoteCommandFailed(
+        f"`{shlex.join(result.argv)}` failed on {target.host} (exit {result.returncode}): "
+        f"{detail[-1] if detail else 'no output'}",
+        "see `ovpn doctor` for this server",
+        exit_code=result.returncode,
+        output=(result.text + result.error_text).strip(),
+    )

@@ -1,0 +1,180 @@
+"""What deploy decides from a host's answers: the health gate, the logs it shows, and the rollback, against a
+scripted host (the same decisions run against real hosts in the fleet lab)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.fake_remote import Reply, ScriptedRemote
+from tests.support.topology import BACKEND_1, PROXY
+
+from ovpn.core.model import Server
+from ovpn.facts.release import LiveRelease
+from ovpn.ops.deploy import GateCheck, GateResult, failing_service, health_gate, rollback
+from ovpn.ops.host import Host
+
+CAPTURED = Path(__file__).parent / "captured"
+ONE_UP = (CAPTURED / "haproxy-3.0-metrics-one-up-one-down.txt").read_text()
+ALL_DOWN = ONE_UP.replace('server="vpn-nl",state="UP"} 1', 'server="vpn-nl",state="UP"} 0').replace(
+    'server="vpn-nl",state="DOWN"} 0', 'server="vpn-nl",state="DOWN"} 1'
+)
+HEALTHY_AGENT = Reply('{"status": "ok"}\n')
+
+
+@dataclass
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    now: float = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ps(*containers: tuple[str, str, str, str]) -> Reply:
+    """`docker compose ps --format json` lines for (service, state, health, id)."""
+    lines = [json.dumps({"Service": s, "Name": f"ovpn-{s}", "State": st, "Health": h, "ID": i, "Status": ""})
+             for s, st, h, i in containers]  # fmt: skip
+    return Reply("\n".join(lines) + "\n")
+
+
+VPN_UP = ps(("xray", "running", "", "x1"), ("ovpn-agent", "running", "healthy", "a1"))
+PROXY_UP = ps(
+    ("xray", "running", "", "x1"),
+    ("ovpn-agent", "running", "healthy", "a1"),
+    ("haproxy", "running", "", "h1"),
+)
+
+
+def host_for(server: Server, remote: ScriptedRemote) -> Host:
+    return Host(remote, server)
+
+
+def gate(
+    server: Server, remote: ScriptedRemote, expect_backend_up: bool = False, timeout: int = 90
+) -> GateResult:
+    clock = FakeClock()
+    return health_gate(host_for(server, remote), expect_backend_up, timeout, sleep=clock.sleep, clock=clock)
+
+
+def test_a_healthy_vpn_server_passes_every_check_after_settling() -> None:
+    remote = (
+        ScriptedRemote()
+        .on("ps", "--all", reply=VPN_UP)
+        .on("bash", "-c", reply=Reply())
+        .on("docker", "exec", "ovpn-agent", reply=HEALTHY_AGENT)
+    )
+    result = gate(BACKEND_1, remote)
+    assert result.ok, result.failures()
+    assert [c.name for c in result.checks] == [
+        "service xray", "service ovpn-agent", "xray stays up", "ovpn-agent stays up", "xray listens on 443",
+        "agent healthy",
+    ]  # fmt: skip
+    assert len(remote.ran("ps", "--all")) == 2  # before and after the settle time
+    assert remote.ran("bash", "-c", "</dev/tcp/127.0.0.1/443")
+
+
+def test_a_service_that_keeps_restarting_fails_the_gate_at_its_deadline() -> None:
+    runs = iter(range(1, 1000))
+
+    def crash_looping(argv: tuple[str, ...]) -> Reply:
+        return ps(("xray", "running", "", f"x{next(runs)}"), ("ovpn-agent", "running", "healthy", "a1"))
+
+    remote = (
+        ScriptedRemote()
+        .on("ps", "--all", reply=crash_looping)
+        .on("bash", "-c", reply=Reply())
+        .on("docker", "exec", "ovpn-agent", reply=HEALTHY_AGENT)
+    )
+    result = gate(BACKEND_1, remote, timeout=20)
+    assert not result.ok
+    assert result.failures().startswith("xray stays up: restarted: ('running', '', 'x")
+    assert failing_service(result, BACKEND_1) == "xray"
+    # The deadline bounds it: every round settles 4 s and pauses 2 s.
+    assert len(remote.ran("ps", "--all")) == 2 * 4
+
+
+def test_a_service_that_restarts_once_while_settling_passes_when_it_stays_up() -> None:
+    restarted = ps(("xray", "running", "", "x2"), ("ovpn-agent", "running", "healthy", "a1"))
+    remote = (
+        ScriptedRemote()
+        .on("ps", "--all", reply=[VPN_UP, restarted])
+        .on("bash", "-c", reply=Reply())
+        .on("docker", "exec", "ovpn-agent", reply=HEALTHY_AGENT)
+    )
+    result = gate(BACKEND_1, remote)
+    assert result.ok and len(remote.ran("ps", "--all")) == 4
+
+
+def test_a_proxy_waits_for_a_backend_up_and_fails_closed_on_none() -> None:
+    def proxy(metrics: str) -> ScriptedRemote:
+        def answer(argv: tuple[str, ...]) -> Reply:
+            return HEALTHY_AGENT if "/health" in argv[-1] else Reply(metrics)
+
+        return (
+            ScriptedRemote()
+            .on("ps", "--all", reply=PROXY_UP)
+            .on("bash", "-c", reply=Reply())
+            .on("docker", "exec", "ovpn-agent", "python3", "-c", reply=answer)
+        )
+
+    assert gate(PROXY, proxy(ONE_UP), expect_backend_up=True).ok
+    down = gate(PROXY, proxy(ALL_DOWN), expect_backend_up=True, timeout=20)
+    assert not down.ok and down.failures() == "haproxy backend UP: no backend UP"
+    assert failing_service(down, PROXY) == "haproxy"
+    # Without attached backends the pool is not waited for (foreign traffic fails closed by design).
+    assert gate(PROXY, proxy(ALL_DOWN), expect_backend_up=False).ok
+
+
+def test_a_service_never_running_is_reported_with_its_state_and_nothing_else_is_probed() -> None:
+    remote = ScriptedRemote().on("ps", "--all", reply=ps(("xray", "exited", "", "x1")))
+    result = gate(BACKEND_1, remote, timeout=6)
+    assert not result.ok
+    assert result.failures() == "service xray: exited; service ovpn-agent: missing"
+    assert not remote.ran("docker", "exec") and not remote.ran("bash")
+
+
+def test_a_silent_agent_fails_the_gate_with_what_it_said() -> None:
+    remote = (
+        ScriptedRemote()
+        .on("ps", "--all", reply=VPN_UP)
+        .on("bash", "-c", reply=Reply())
+        .on("docker", "exec", reply=Reply(stderr="connection refused", code=1))
+    )
+    result = gate(BACKEND_1, remote, timeout=4)
+    assert result.failures() == "agent healthy: agent says None"
+
+
+def test_failing_service_names_the_first_required_service_a_failed_check_names() -> None:
+    result = GateResult(
+        False, [GateCheck("service xray", True, "running"), GateCheck("start", False, "boom")]
+    )
+    assert failing_service(result, BACKEND_1) is None
+
+
+def test_rollback_switches_back_to_the_previous_release_and_starts_it() -> None:
+    remote = ScriptedRemote().on("ln", reply=Reply()).on("mv", reply=Reply()).on("up", reply=Reply())
+    previous = LiveRelease(
+        "20261201T000000Z-aaaaaaaa", "ab" * 32, "/opt/ovpn-releases/20261201T000000Z-aaaaaaaa"
+    )
+    message = rollback(host_for(BACKEND_1, remote), previous, "never", monitoring=False)
+    assert message == "switched back to 20261201T000000Z-aaaaaaaa"
+    assert remote.calls[:2] == [
+        ("ln", "-sfn", previous.directory, "/opt/ovpn.next"),
+        ("mv", "-T", "/opt/ovpn.next", "/opt/ovpn"),
+    ]
+    (up,) = remote.ran("up")
+    assert "--pull=never" in up and "--force-recreate" in up
+
+
+def test_rollback_with_no_previous_release_stops_the_services_and_removes_the_link() -> None:
+    remote = ScriptedRemote().on("down", reply=Reply()).on("rm", reply=Reply())
+    message = rollback(host_for(BACKEND_1, remote), None, "missing", monitoring=False)
+    assert message == "there was no previous release: the services were stopped"
+    assert remote.ran("compose") and remote.ran("down", "--remove-orphans")
+    assert remote.calls[-1] == ("rm", "-f", "/opt/ovpn")

@@ -1,0 +1,151 @@
+"""The host facts' parsers on output captured from the real tools (tests/unit/captured/), and each fact's command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.support.fake_remote import Reply, ScriptedRemote
+from tests.support.topology import BACKEND_1, RELAY_UUID
+
+from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
+from ovpn.facts import agent, xray
+from ovpn.facts.base import gather
+from ovpn.facts.compose import Container, containers_of, logs_tail, parse_ps, services
+from ovpn.facts.haproxy import pool_states
+from ovpn.facts.host import DiskUsage, disk_usage, parse_disk_usage
+from ovpn.facts.release import LiveRelease, UnreadableMarker, live_release, parse_live_release
+from ovpn.remote.base import RemoteResult
+
+CAPTURED = Path(__file__).parent / "captured"
+
+
+def result(stdout: str = "", stderr: str = "", code: int = 0) -> RemoteResult:
+    return RemoteResult(("true",), code, stdout.encode(), stderr.encode())
+
+
+def test_haproxy_pool_states_from_real_metrics() -> None:
+    metrics = (CAPTURED / "haproxy-3.0-metrics-one-up-one-down.txt").read_text()
+    assert pool_states(metrics) == {"vpn-nl": "UP", "vpn-de": "DOWN"}
+    # Only the pool's servers count, and only the state a server is in (value 1), whatever the line ending.
+    other = metrics.replace('proxy="foreign_backends"', 'proxy="stats"')
+    assert pool_states(other) == {}
+    assert pool_states(metrics.replace("\n", "\r\n")) == {"vpn-nl": "UP", "vpn-de": "DOWN"}
+    assert pool_states("") == {}
+
+
+def test_xray_config_test_verdicts_from_real_output() -> None:
+    ok = xray.parse_config_test(result((CAPTURED / "xray-26.3.27-test-ok.txt").read_text()))
+    assert ok == xray.ConfigTest(True, "Configuration OK.")
+    bad = xray.parse_config_test(
+        result(stderr=(CAPTURED / "xray-26.3.27-test-bad-reality.txt").read_text(), code=23)
+    )
+    assert not bad.ok
+    assert bad.last_line.startswith("Failed to start: main: failed to load config files")
+    assert bad.last_line.endswith('empty "password"')
+    assert xray.parse_config_test(result(code=125)) == xray.ConfigTest(False, "")
+
+
+def test_one_xray_config_test_command_for_deploy_and_doctor() -> None:
+    fact = xray.config_test(
+        "ghcr.io/xtls/xray-core:26.7.28", "/opt/ovpn-releases/r1", geodata=True, pull="never"
+    )
+    assert fact.argv == (
+        "docker", "run", "--rm", "--pull=never", "--network", "none",
+        "-v", "/opt/ovpn-releases/r1/xray/config.json:/etc/xray/config.json:ro",
+        "-v", "/opt/ovpn-releases/r1/geodata:/usr/local/share/xray:ro",
+        "ghcr.io/xtls/xray-core:26.7.28", "run", "-test", "-config", "/etc/xray/config.json",
+    )  # fmt: skip
+    plain = xray.config_test("img", RUNTIME_DIR, geodata=False, pull="missing")
+    assert "/usr/local/share/xray" not in " ".join(plain.argv) and "--pull=missing" in plain.argv
+
+
+def relay_config(email: str, uuid: str | None, short_ids: list[str]) -> str:
+    return json.dumps({
+        "inbounds": [{
+            "settings": {"clients": [{"id": "u-1", "email": "alice@global"}, {"id": uuid, "email": email}]},
+            "streamSettings": {"realitySettings": {"shortIds": short_ids}},
+        }]
+    })  # fmt: skip
+
+
+def test_the_relay_identity_needs_the_pool_uuid_and_the_backends_own_short_id() -> None:
+    sid = BACKEND_1.reality_short_id
+    assert xray.has_relay_identity(relay_config("proxy-service@cluster", RELAY_UUID, ["", sid]), BACKEND_1)
+    assert not xray.has_relay_identity(relay_config("proxy-service@cluster", "another", [sid]), BACKEND_1)
+    assert not xray.has_relay_identity(relay_config("someone@global", RELAY_UUID, [sid]), BACKEND_1)
+    assert not xray.has_relay_identity(relay_config("proxy-service@cluster", RELAY_UUID, ["ffff"]), BACKEND_1)
+    for broken in ("", "{", "[]", '{"inbounds": []}', '{"inbounds": [{"settings": {}}]}'):
+        assert not xray.has_relay_identity(broken, BACKEND_1)
+
+
+def test_live_release_marker_and_directory() -> None:
+    marker = json.dumps({"revision": "20261203T120000Z-1a2b3c4d", "bundle_sha256": "ab" * 32}, indent=2)
+    found = parse_live_release(result(f"{marker}\n/opt/ovpn-releases/20261203T120000Z-1a2b3c4d\n"))
+    assert found == LiveRelease(
+        "20261203T120000Z-1a2b3c4d", "ab" * 32, "/opt/ovpn-releases/20261203T120000Z-1a2b3c4d"
+    )
+    no_marker = f"cat: {RUNTIME_DIR}/{RELEASE_MARKER}: No such file or directory"
+    assert parse_live_release(result(stderr=no_marker, code=1)) is None
+    for edited in ('{"revision": "r"}\n/opt/x\n', "not json\n/opt/x\n"):
+        with pytest.raises(UnreadableMarker):
+            parse_live_release(result(edited))
+    assert live_release().argv[-2:] == (RUNTIME_DIR, RELEASE_MARKER)
+
+
+def test_disk_usage_rows() -> None:
+    assert parse_disk_usage("Use% Mounted on\n 24% /\n 91% /opt/ovpn-releases\n") == [
+        DiskUsage(24, "/"), DiskUsage(91, "/opt/ovpn-releases"),
+    ]  # fmt: skip
+    assert parse_disk_usage("Use% Mounted on\n  7% /mnt/with space\n") == [DiskUsage(7, "/mnt/with space")]
+    remote = ScriptedRemote().on(
+        "df", reply=Reply("Use% Mounted on\n 24% /\n 24% /\n", "df: /x: No such file\n", 1)
+    )
+    assert gather(remote, disk_usage(["/", "/x"])) == [DiskUsage(24, "/"), DiskUsage(24, "/")]
+
+
+# Compose v2 prints one JSON object per line (2.21 and later) or one array (earlier); fields as Compose names them.
+PS_LINE = {"ID": "3f2a", "Name": "ovpn-xray", "Service": "xray", "State": "running", "Health": "",
+           "Status": "Up 2 minutes", "Project": "ovpn", "ExitCode": 0}  # fmt: skip
+PS_AGENT = {**PS_LINE, "ID": "9c1d", "Name": "ovpn-agent", "Service": "ovpn-agent", "Health": "starting"}
+
+
+def test_compose_ps_in_both_shapes() -> None:
+    lines = "\n".join(json.dumps(r) for r in (PS_LINE, PS_AGENT)) + "\n"
+    array = json.dumps([PS_LINE, PS_AGENT])
+    assert parse_ps(lines) == parse_ps(array) == [PS_LINE, PS_AGENT]
+    assert parse_ps("") == parse_ps("\n") == []
+    by = containers_of(parse_ps(lines))
+    assert by["xray"] == Container("xray", "ovpn-xray", "running", "", "Up 2 minutes", "3f2a")
+    assert by["xray"].healthy and not by["ovpn-agent"].healthy
+    assert by["ovpn-agent"].describe() == "running (starting)"
+    assert Container("haproxy").describe() == "missing"
+
+
+def test_compose_commands_name_the_project_and_files() -> None:
+    assert services(monitoring=True).argv == (
+        "docker", "compose", "--project-name", "ovpn", "--project-directory", RUNTIME_DIR,
+        "-f", f"{RUNTIME_DIR}/docker-compose.yml", "-f", f"{RUNTIME_DIR}/docker-compose.monitoring.yml",
+        "ps", "--all", "--format", "json",
+    )  # fmt: skip
+    assert services().check and logs_tail("xray", 15).argv[-5:] == (
+        "logs",
+        "--no-color",
+        "--tail",
+        "15",
+        "xray",
+    )
+    remote = ScriptedRemote().on("logs", reply=Reply("out line\n", "err line\n"))
+    assert gather(remote, logs_tail("xray", 15)) == "out line\nerr line"
+
+
+def test_agent_health_status() -> None:
+    assert agent.agent_status('{"status": "ok", "xray_api": true}') == "ok"
+    assert agent.agent_status('{"status": "degraded"}') == "degraded"
+    for silent in (None, "", "<html>", "[]", "{}"):
+        assert agent.agent_status(silent) is None
+    remote = ScriptedRemote().on(
+        "docker", "exec", reply=Reply(stderr="Error: No such container: ovpn-agent", code=1)
+    )
+    assert gather(remote, agent.fetch_in_agent(agent.AGENT_HEALTH_URL)) is None
