@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from ovpn.errors import OvpnError
 from ovpn.facts.base import Fact
@@ -16,7 +17,7 @@ from ovpn.render.monitoring.spec import PROMETHEUS_PORT
 class Target:
     job: str
     instance: str
-    health: str  # up, down, unknown (not scraped yet)
+    health: Literal["up", "down", "unknown"]  # unknown: not scraped yet
     error: str
 
 
@@ -41,11 +42,12 @@ def parse_targets(document: str) -> list[Target]:
     targets = []
     for item in data.get("activeTargets", []):
         labels = item.get("labels", {})
+        health = item.get("health")
         targets.append(
             Target(
                 job=str(labels.get("job", "")),
                 instance=str(labels.get("instance", item.get("scrapeUrl", ""))),
-                health=str(item.get("health", "unknown")),
+                health="up" if health == "up" else "down" if health == "down" else "unknown",
                 error=str(item.get("lastError", "")),
             )
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
 from ovpn.errors import OvpnError
@@ -26,7 +27,7 @@ KEPT_ON_HOST = ("monitoring/secrets/telegram_bot_token",)
 @dataclass
 class FileChange:
     path: str
-    change: str  # "added" | "changed" | "removed"
+    change: Literal["added", "changed", "removed"]
     diff: list[str] = field(default_factory=list)
 
 

@@ -41,7 +41,14 @@ def proxy_preset(server: Server) -> Preset:
     return preset
 
 
-def load_geodata(app: App, preset: Preset) -> tuple[GeodataSet, Geodata, list[str]]:
+@dataclass(frozen=True)
+class LoadedGeodata:
+    lookup: GeodataSet  # for matching destinations (route explain)
+    blobs: Geodata  # the files' bytes, as the bundle ships them
+    warnings: list[str]
+
+
+def load_geodata(app: App, preset: Preset) -> LoadedGeodata:
     """The preset's geodata, checked to contain every category the preset's rules name."""
     files = resolve_geodata(preset, app.data_dir, env=app.env)
     warnings = [files.warning] if files.warning else []
@@ -53,7 +60,7 @@ def load_geodata(app: App, preset: Preset) -> tuple[GeodataSet, Geodata, list[st
             f"the {preset.name} preset's geodata lacks what its rules need: " + "; ".join(problems),
             "point OVPN_PROXY_GEOSITE_PATH and OVPN_PROXY_GEOIP_PATH at files that have these categories",
         )
-    return geodata, blobs, warnings
+    return LoadedGeodata(geodata, blobs, warnings)
 
 
 def render_server(
@@ -77,7 +84,8 @@ def render_server(
     warnings: list[str] = []
     blobs = None
     if server.is_proxy:
-        _, blobs, warnings = load_geodata(app, proxy_preset(server))
+        loaded = load_geodata(app, proxy_preset(server))
+        blobs, warnings = loaded.blobs, loaded.warnings
         if not pool:
             warnings.append(
                 f"{name} has no backend attached: its foreign traffic is refused (fail closed) until you run "

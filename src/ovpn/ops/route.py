@@ -45,7 +45,7 @@ def explain(app: App, server_name: str, destination: str, sni: str | None = None
             )
         pool = [m.server for m in repo.pool(server_name)]
     preset = proxy_preset(server)
-    geodata, _, _ = load_geodata(app, preset)
+    geodata = load_geodata(app, preset).lookup
     representative = min(pool, key=lambda s: s.name) if pool else None
     config = render_xray_config(
         server, [], relay_uuid=None, preset=preset, pool_representative=representative

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ovpn.core.model import Server, User
 from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
@@ -42,7 +42,7 @@ MAX_PARALLEL = 8
 @dataclass(frozen=True)
 class LiveOutcome:
     server: str
-    result: str  # live | deployed | skipped | failed
+    result: Literal["live", "deployed", "skipped", "failed"]
     message: str
 
     def as_json(self) -> dict[str, str]:
