@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from ovpn.core.model import RELAY_EMAIL, Server
 from ovpn.core.names import BOT_TOKEN_FILE, RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR
@@ -50,10 +51,13 @@ class DeployOptions:
     gate_timeout: int = GATE_TIMEOUT_SECONDS
 
 
+DeployResult = Literal["ok", "unchanged", "rolled-back"]
+
+
 @dataclass
 class DeployOutcome:
     server: str
-    result: str
+    result: DeployResult
     revision: str
     bundle_sha256: str
     message: str

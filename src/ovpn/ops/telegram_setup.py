@@ -22,7 +22,7 @@ from ovpn.core.names import BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops import bot_webhook, monitor
 from ovpn.ops.app import App
-from ovpn.ops.deploy import DeployOptions, deploy
+from ovpn.ops.deploy import DeployOptions, DeployResult, deploy
 from ovpn.ops.host import Host, connect
 from ovpn.render.monitoring.spec import BOT_PORT, WEBHOOK_TOKEN_BOT_MOUNT
 
@@ -48,7 +48,7 @@ class SetupResult:
     server: str
     owner_user_id: int
     notify_chat_ids: tuple[int, ...]
-    deploy_result: str
+    deploy_result: DeployResult
     delivered: bool
 
     def to_json(self) -> dict[str, object]:
