@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ovpn.core.model import RELAY_EMAIL, Server
-from ovpn.core.names import BOT_TOKEN_FILE, RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR
+from ovpn.core.names import KEPT_ON_HOST, RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR, RUNTIME_SERVICES
 from ovpn.errors import OvpnError
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
@@ -37,7 +37,6 @@ from ovpn.render.bundle import Bundle, bundle_digest
 KEEP_RELEASES = 5
 GATE_TIMEOUT_SECONDS = 90
 SETTLE_SECONDS = 4
-PERSISTENT_FILES = (BOT_TOKEN_FILE,)
 
 Progress = Callable[[str], None]
 
@@ -121,7 +120,7 @@ def stage(host: Host, bundle: Bundle, revision: str, digest: str, progress: Prog
         raise OvpnError(
             f"unpacking the release on {host.server.name} failed: {result.error_text}", "deploy again"
         )
-    for path in PERSISTENT_FILES:
+    for path in KEPT_ON_HOST:
         _carry_over(ssh, path, partial)
     ssh.run(["mv", "-T", partial, release], sudo=True, timeout=30)
     return release
@@ -225,7 +224,7 @@ class GateResult:
 
 
 def required_services(server: Server) -> list[str]:
-    return ["xray", "ovpn-agent", "haproxy"] if server.is_proxy else ["xray", "ovpn-agent"]
+    return list(RUNTIME_SERVICES[server.role])
 
 
 def failing_service(gate: GateResult, server: Server) -> str | None:

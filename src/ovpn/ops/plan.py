@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
+from ovpn.core.names import KEPT_ON_HOST, RELEASE_MARKER, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
 from ovpn.ops.host import Host, connect
@@ -21,7 +21,6 @@ from ovpn.render.bundle import Bundle
 
 BINARY_SUFFIXES = (".dat", ".whl")
 # Files a deploy keeps from the live release when the bundle ships them empty.
-KEPT_ON_HOST = ("monitoring/secrets/telegram_bot_token",)
 
 
 @dataclass
