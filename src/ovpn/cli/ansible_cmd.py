@@ -35,9 +35,9 @@ def inventory(ctx: Context, /, as_json: bool, out: str | None) -> None:
     import json
 
     from ovpn.core.inventory import build_inventory
+    from ovpn.ops.server_views import all_servers
 
-    with ctx.app.reading() as repo:
-        servers = repo.servers()
+    servers = all_servers(ctx.app)
     document = build_inventory(servers)
     if as_json:
         text = json.dumps(document, indent=2) + "\n"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import emit_json, warn
-
-_MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "warning": "warn"}
+from ovpn.cli.output import VALIDATOR_MARKS, emit_json, warn
 
 
 @click.group()
@@ -59,38 +56,32 @@ def render(ctx: Context, /, server_name: str, out: str, images: tuple[str, ...],
 @click.pass_obj
 def validate(ctx: Context, /, server_name: str, as_json: bool) -> None:
     """Render into a temporary directory and run every installed validator on it."""
-    from ovpn.ops.files import write_bundle
-    from ovpn.ops.render import render_server
-    from ovpn.ops.validate import validate_bundle
+    from ovpn.ops.validate import validate_server
 
-    rendered = render_server(ctx.app, server_name)
-    with tempfile.TemporaryDirectory(prefix="ovpn-validate-") as tmp:
-        bundle_dir = Path(tmp) / "bundle"
-        write_bundle(rendered.bundle, bundle_dir)
-        results = validate_bundle(bundle_dir)
-    failed = [r for r in results if r.status == "failed"]
+    checked = validate_server(ctx.app, server_name)
+    failed = checked.failed
     if as_json:
         emit_json(
             {
                 "server": server_name,
                 "ok": not failed,
-                "warnings": rendered.warnings,
-                "validators": [r.__dict__ for r in results],
+                "warnings": checked.warnings,
+                "validators": [r.__dict__ for r in checked.results],
             }
         )
     else:
-        for message in rendered.warnings:
+        for message in checked.warnings:
             warn(message)
-        for r in results:
+        for r in checked.results:
             first, *rest = r.message.splitlines() or [""]
-            click.echo(f"[{_MARK[r.status]}] {r.name:16} {first}")
+            click.echo(f"[{VALIDATOR_MARKS[r.status]}] {r.name:16} {first}")
             if r.status == "failed":
                 for line in rest[:20]:
                     click.echo(f"       {line}")
         verdict = "invalid" if failed else "valid"
         click.echo(
             f"{server_name}: bundle {verdict} ({len(failed)} failed, "
-            f"{sum(r.status == 'skipped' for r in results)} skipped)"
+            f"{sum(r.status == 'skipped' for r in checked.results)} skipped)"
         )
     if failed:
         click.get_current_context().exit(1)

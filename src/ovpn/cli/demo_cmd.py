@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from ovpn.cli.output import emit_json, warn
-
-_MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "warning": "warn"}
+from ovpn.cli.output import VALIDATOR_MARKS, emit_json, warn
 
 
 @click.command()
@@ -46,7 +44,9 @@ def demo(ctx: click.Context, directory: str | None, as_json: bool) -> None:
             for message in report.warnings[name]:
                 warn(message)
             for r in results:
-                click.echo(f"  [{_MARK[r.status]}] {r.name:16} {(r.message.splitlines() or [''])[0]}")
+                click.echo(
+                    f"  [{VALIDATOR_MARKS[r.status]}] {r.name:16} {(r.message.splitlines() or [''])[0]}"
+                )
         click.echo("\nHow proxy-ru routes (same rules and geodata it ships):")
         for explained in report.routes:
             click.echo(f"  {explained.destination:14} -> {explained.outbound:13} {explained.rule or ''}")

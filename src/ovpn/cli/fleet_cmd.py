@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import threading
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, table, warn
 
+if TYPE_CHECKING:
+    from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress
+
 _echo_lock = threading.Lock()
+Command = TypeVar("Command", bound=Callable[..., object])
 
 
-def _progress(prefix: str, quiet: bool) -> Any:
+def _progress(prefix: str, quiet: bool) -> Progress:
     def report(message: str) -> None:
         if not quiet:
             with _echo_lock:
@@ -23,7 +27,7 @@ def _progress(prefix: str, quiet: bool) -> Any:
     return report
 
 
-def _options(force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool) -> Any:
+def _options(force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool) -> DeployOptions:
     from ovpn.ops.deploy import DeployOptions
 
     return DeployOptions(force=force, pull=pull, accept_new_host_key=accept_new_host_key,
@@ -48,13 +52,13 @@ deploy_options = [
 ]
 
 
-def with_deploy_options(f: Any) -> Any:
+def with_deploy_options(f: Command) -> Command:
     for option in reversed(deploy_options):
         f = option(f)
     return f
 
 
-def _report(outcome: Any, as_json: bool) -> None:
+def _report(outcome: DeployOutcome, as_json: bool) -> None:
     if as_json:
         emit_json(outcome.__dict__)
         return
@@ -79,10 +83,9 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
     """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure.
 
     `--plan` masks secrets in its diffs (a changed one shows a different `<secret TAG>`) unless --reveal-secrets."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from ovpn.errors import OvpnError
     from ovpn.ops.deploy import deploy as do_deploy
+    from ovpn.ops.fleet_deploy import deploy_all
 
     options = _options(force, pull, accept_new_host_key, no_relay_check)
     if all_servers == (name is not None):
@@ -103,36 +106,15 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
     if name is not None:
         _report(do_deploy(ctx.app, name, options, _progress(name, as_json)), as_json)
         return
-    with ctx.app.reading() as repo:
-        servers = repo.servers()
-    # vpn servers first, then proxies: a proxy deploy checks its backends' live relay identity.
-    waves = [[s.name for s in servers if not s.is_proxy], [s.name for s in servers if s.is_proxy]]
-    ordered = [name for wave in waves for name in wave]
-    started = time.monotonic()
-    results: dict[str, Any] = {}
-
-    def one(server_name: str) -> None:
-        try:
-            results[server_name] = do_deploy(ctx.app, server_name, options, _progress(server_name, as_json))
-        except OvpnError as e:
-            results[server_name] = e
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for wave in waves:
-            list(pool.map(one, wave))
-    failed = {n: r for n, r in results.items() if isinstance(r, OvpnError)}
+    fleet = deploy_all(ctx.app, options, jobs, lambda server_name: _progress(server_name, as_json))
     if as_json:
         emit_json({n: ({"error": r.message, "hint": r.hint} if isinstance(r, OvpnError) else r.__dict__)
-                   for n, r in results.items()})  # fmt: skip
+                   for n, r in fleet.results.items()})  # fmt: skip
     else:
-        rows = [(n, "FAILED" if n in failed else results[n].result,
-                 failed[n].message if n in failed else results[n].revision) for n in ordered]  # fmt: skip
-        table(
-            ["Server", "Result", "Revision / error"],
-            rows,
-            title=f"deploy --all in {time.monotonic() - started:.1f}s",
-        )
-    if failed:
+        rows = [(n, "FAILED", r.message) if isinstance(r, OvpnError) else (n, r.result, r.revision)
+                for n, r in fleet.results.items()]  # fmt: skip
+        table(["Server", "Result", "Revision / error"], rows, title=f"deploy --all in {fleet.seconds:.1f}s")
+    if fleet.failed:
         click.get_current_context().exit(1)
 
 
@@ -231,16 +213,11 @@ def doctor(ctx: Context, /, name: str, as_json: bool, include_logs: bool, tail: 
     """Check a server end to end; exit 0 when healthy, 1 with warnings, 2 with failures."""
     from ovpn.ops.doctor import doctor as do_doctor
     from ovpn.ops.doctor import worst
-    from ovpn.ops.fleet import logs as do_logs
+    from ovpn.ops.fleet import recent_logs
 
     checks = do_doctor(ctx.app, name, _progress(name, as_json))
-    logs: dict[str, list[str]] = {}
     ssh_ok = any(c.name == "ssh" and c.status == "pass" for c in checks)
-    if include_logs and ssh_ok:
-        with ctx.app.reading() as repo:
-            server = repo.server(name)
-        for service in ["xray", "ovpn-agent", *(["haproxy"] if server.is_proxy else [])]:
-            logs[service] = list(do_logs(ctx.app, name, service, tail, follow=False))
+    logs = recent_logs(ctx.app, name, tail) if include_logs and ssh_ok else {}
     if as_json:
         emit_json(
             {"server": name, "exit_code": worst(checks), "checks": [c.__dict__ for c in checks], "logs": logs}

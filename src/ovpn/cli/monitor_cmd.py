@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ovpn.cli.context import Context
 from ovpn.cli.fleet_cmd import _progress, pull_option
 from ovpn.cli.output import emit_json, table
+
+if TYPE_CHECKING:
+    from ovpn.ops.monitor import ServiceState
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -19,7 +22,7 @@ def monitor() -> None:
     """The monitoring stack (Prometheus, Alertmanager, Grafana, node exporter, cAdvisor, the Telegram bot)."""
 
 
-def _service_rows(services: list[Any]) -> list[tuple[str, str, str, str]]:
+def _service_rows(services: list[ServiceState]) -> list[tuple[str, str, str, str]]:
     return [
         (s.service, s.describe(), s.status, "" if s.expected else "not expected (no bot token)")
         for s in services

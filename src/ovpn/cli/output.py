@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
+# How each validator verdict (ovpn.ops.validate.Status) is marked in `config validate` and `demo`.
+VALIDATOR_MARKS = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "warning": "warn"}
 
-def emit_json(document: Any) -> None:
+
+def emit_json(document: object) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, table, warn
 
+if TYPE_CHECKING:
+    from ovpn.core.model import Server
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _public(server: Any, reveal: bool = False) -> dict[str, Any]:
+def _public(server: Server, reveal: bool = False) -> dict[str, object]:
     """A server as JSON; its secrets (the REALITY private key, the relay UUID) only when asked for. Otherwise the
     relay identity shows as a fingerprint, which still tells whether two backends share one."""
     from ovpn.core.pool import relay_fingerprint
 
-    doc = {
+    doc: dict[str, object] = {
         "name": server.name,
         "role": server.role,
         "proxy_preset": server.proxy_preset,
@@ -91,16 +94,12 @@ def add(ctx: Context, /, as_json: bool, **options: Any) -> None:
 @click.pass_obj
 def list_(ctx: Context, /, reveal_secrets: bool, as_json: bool) -> None:
     """List servers."""
-    with ctx.app.reading() as repo:
-        servers = repo.servers()
-        attachments = repo.attachments()
+    from ovpn.ops.server_views import server_listing
+
+    listing = server_listing(ctx.app)
     if as_json:
-        emit_json([_public(s, reveal_secrets) for s in servers])
+        emit_json([_public(s, reveal_secrets) for s in listing.servers])
         return
-    pools: dict[str, list[str]] = {}
-    for a in attachments:
-        pools.setdefault(a.proxy, []).append(a.backend)
-        pools.setdefault(a.backend, []).append(a.proxy)
     rows = [
         (
             s.name,
@@ -109,10 +108,10 @@ def list_(ctx: Context, /, reveal_secrets: bool, as_json: bool) -> None:
             s.host,
             s.domain,
             s.port,
-            ", ".join(pools.get(s.name, [])),
+            ", ".join(listing.neighbours.get(s.name, [])),
             s.xray_version,
         )
-        for s in servers
+        for s in listing.servers
     ]
     table(["Name", "Role", "Preset", "Host", "Domain", "Port", "Backends / proxies", "Xray"], rows)
 
@@ -124,15 +123,16 @@ def list_(ctx: Context, /, reveal_secrets: bool, as_json: bool) -> None:
 @click.pass_obj
 def show(ctx: Context, /, name: str, reveal_secrets: bool, as_json: bool) -> None:
     """Show one server."""
-    with ctx.app.reading() as repo:
-        found = repo.server(name)
-        doc = _public(found, reveal_secrets)
-        doc["backends"] = (
-            [{"name": a.backend, "priority": a.priority} for a in repo.attachments(name)]
-            if found.is_proxy
-            else None
-        )
-        doc["attached_to"] = repo.proxies_of(name)
+    from ovpn.ops.server_views import server_detail
+
+    detail = server_detail(ctx.app, name)
+    doc = _public(detail.server, reveal_secrets)
+    doc["backends"] = (
+        None
+        if detail.backends is None
+        else [{"name": a.backend, "priority": a.priority} for a in detail.backends]
+    )
+    doc["attached_to"] = detail.attached_to
     if as_json:
         emit_json(doc)
         return

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import click
 
 from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, table, warn
 
+if TYPE_CHECKING:
+    from ovpn.core.model import User
+    from ovpn.ops.links import LinkFormat
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 username_option = click.option("--username", required=True)
 
 
-def _doc(user: Any) -> dict[str, Any]:
+class UserDoc(TypedDict):
+    username: str
+    uuid: str
+    email: str
+    enabled: bool
+    expiry: str | None
+    expired: bool
+    active: bool
+    quota_bytes: int
+    quota_is_default: bool
+    notes: str
+    tags: list[str]
+
+
+def _doc(user: User) -> UserDoc:
     now = datetime.now(UTC)
     return {
         "username": user.username,
@@ -32,7 +51,7 @@ def _doc(user: Any) -> dict[str, Any]:
     }
 
 
-def _state(doc: dict[str, Any]) -> str:
+def _state(doc: UserDoc) -> str:
     if doc["expired"]:
         return "expired"
     return "active" if doc["enabled"] else "disabled"
@@ -42,7 +61,7 @@ def _gb(n: int) -> str:
     return f"{n / 1024**3:g} GB"
 
 
-def _live(ctx: Any, reset_email: str | None = None) -> list[dict[str, str]]:
+def _live(ctx: Context, reset_email: str | None = None) -> list[dict[str, str]]:
     """Apply the state's users on every deployed server (in parallel, falling back to a deploy per host)."""
     from ovpn.ops.users_live import apply_users_live
 
@@ -56,7 +75,7 @@ def _live(ctx: Any, reset_email: str | None = None) -> list[dict[str, str]]:
     return [o.as_json() for o in outcomes]
 
 
-def _report(ctx: Any, servers: list[dict[str, str]]) -> None:
+def _report(ctx: Context, servers: list[dict[str, str]]) -> None:
     from ovpn.ops.users_live import APPLY_ENV, live_enabled
 
     if not live_enabled(ctx.app.env):
@@ -67,7 +86,7 @@ def _report(ctx: Any, servers: list[dict[str, str]]) -> None:
         click.echo(f"  {outcome['server']}: {outcome['result']} ({outcome['message']})")
 
 
-def _warn_past_expiry(user: Any) -> None:
+def _warn_past_expiry(user: User) -> None:
     from ovpn.core.users import past_expiry_warning
 
     message = past_expiry_warning(user, datetime.now(UTC))
@@ -75,7 +94,7 @@ def _warn_past_expiry(user: Any) -> None:
         warn(message)
 
 
-def _done(ctx: Any, user: Any, verb: str, as_json: bool, reset: bool = False) -> None:
+def _done(ctx: Context, user: User, verb: str, as_json: bool, reset: bool = False) -> None:
     servers = _live(ctx, user.email if reset else None)
     if as_json:
         emit_json({**_doc(user), "servers": servers})
@@ -87,6 +106,22 @@ def _done(ctx: Any, user: Any, verb: str, as_json: bool, reset: bool = False) ->
 @click.group()
 def user() -> None:
     """Users: one global identity on every server."""
+
+
+Handler = Callable[..., None]
+
+
+def _on_one_user(name: str, *options: Callable[[Handler], Handler]) -> Callable[[Handler], click.Command]:
+    """`user NAME --username U [OPTIONS] [--json]`, the command getting the Context first."""
+
+    def register(f: Handler) -> click.Command:
+        f = click.pass_obj(f)
+        stack: tuple[Callable[[Handler], Handler], ...] = (username_option, *options, json_option)
+        for option in reversed(stack):
+            f = option(f)
+        return user.command(name)(f)
+
+    return register
 
 
 @user.command("add")
@@ -104,7 +139,8 @@ def user() -> None:
 @json_option
 @click.pass_obj
 def add(
-    ctx: Any,
+    ctx: Context,
+    /,
     username: str,
     uuid: str | None,
     email: str | None,
@@ -146,10 +182,7 @@ def rm(ctx: Context, /, username: str) -> None:
     _report(ctx, servers)
 
 
-@user.command("enable")
-@username_option
-@json_option
-@click.pass_obj
+@_on_one_user("enable")
 def enable(ctx: Context, /, username: str, as_json: bool) -> None:
     """Enable a user."""
     from ovpn.ops.users import set_enabled
@@ -157,10 +190,7 @@ def enable(ctx: Context, /, username: str, as_json: bool) -> None:
     _done(ctx, set_enabled(ctx.app, username, True), "enabled", as_json)
 
 
-@user.command("disable")
-@username_option
-@json_option
-@click.pass_obj
+@_on_one_user("disable")
 def disable(ctx: Context, /, username: str, as_json: bool) -> None:
     """Disable a user."""
     from ovpn.ops.users import set_enabled
@@ -168,11 +198,9 @@ def disable(ctx: Context, /, username: str, as_json: bool) -> None:
     _done(ctx, set_enabled(ctx.app, username, False), "disabled", as_json)
 
 
-@user.command("expiry-set")
-@username_option
-@click.option("--date", "day", required=True, help="Last active day, YYYY-MM-DD (UTC).")
-@json_option
-@click.pass_obj
+@_on_one_user(
+    "expiry-set", click.option("--date", "day", required=True, help="Last active day, YYYY-MM-DD (UTC).")
+)
 def expiry_set(ctx: Context, /, username: str, day: str, as_json: bool) -> None:
     """Set the last active day (also re-enables the user)."""
     from ovpn.core import validation
@@ -183,10 +211,7 @@ def expiry_set(ctx: Context, /, username: str, day: str, as_json: bool) -> None:
     _done(ctx, updated, "set expiry of", as_json)
 
 
-@user.command("expiry-clear")
-@username_option
-@json_option
-@click.pass_obj
+@_on_one_user("expiry-clear")
 def expiry_clear(ctx: Context, /, username: str, as_json: bool) -> None:
     """Remove the expiry date (also re-enables the user)."""
     from ovpn.ops.users import set_expiry
@@ -194,16 +219,15 @@ def expiry_clear(ctx: Context, /, username: str, as_json: bool) -> None:
     _done(ctx, set_expiry(ctx.app, username, None), "cleared expiry of", as_json)
 
 
-@user.command("quota-set")
-@username_option
-@click.option(
-    "--gb",
-    type=float,
-    required=True,
-    help="Rolling 30-day quota in GB: 0 = the default, else from 1 MiB (0.001) to 1 PiB (1048576).",
+@_on_one_user(
+    "quota-set",
+    click.option(
+        "--gb",
+        type=float,
+        required=True,
+        help="Rolling 30-day quota in GB: 0 = the default, else from 1 MiB (0.001) to 1 PiB (1048576).",
+    ),
 )
-@json_option
-@click.pass_obj
 def quota_set(ctx: Context, /, username: str, gb: float, as_json: bool) -> None:
     """Set a user's quota."""
     from ovpn.core import validation
@@ -212,10 +236,7 @@ def quota_set(ctx: Context, /, username: str, gb: float, as_json: bool) -> None:
     _done(ctx, set_quota(ctx.app, username, validation.quota_gb(gb)), "set quota of", as_json)
 
 
-@user.command("quota-reset")
-@username_option
-@json_option
-@click.pass_obj
+@_on_one_user("quota-reset")
 def quota_reset(ctx: Context, /, username: str, as_json: bool) -> None:
     """Reset a user's quota usage on every server (usage counts from now; a quota block lifts)."""
     from ovpn.ops.users import get_user
@@ -267,10 +288,7 @@ def list_(ctx: Context, /, tag: str | None, server_name: str | None, as_json: bo
     )
 
 
-@user.command("show")
-@username_option
-@json_option
-@click.pass_obj
+@_on_one_user("show")
 def show(ctx: Context, /, username: str, as_json: bool) -> None:
     """Show one user."""
     from ovpn.ops.users import get_user
@@ -295,11 +313,12 @@ def show(ctx: Context, /, username: str, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Also give links of disabled or expired users.")
 @click.pass_obj
 def link(
-    ctx: Any,
+    ctx: Context,
+    /,
     server_name: str,
     username: str | None,
     tag: str | None,
-    fmt: str,
+    fmt: LinkFormat,
     qr: bool,
     qr_file: str | None,
     out: str | None,
@@ -312,12 +331,16 @@ def link(
     the links of active users are written and each disabled or expired one is skipped with a warning; the
     command then exits 1 if any was skipped (--force writes them all).
     """
-    import json
-
     from ovpn.core import validation
-    from ovpn.core.users import inactive_reason
     from ovpn.errors import OvpnError
-    from ovpn.ops.links import client_json, links_for, qr_png, qr_terminal, write_private
+    from ovpn.ops.links import (
+        client_json_text,
+        qr_png,
+        qr_terminal,
+        user_link,
+        write_private,
+        write_tag_links,
+    )
 
     if (username is None) == (tag is None):
         raise OvpnError(
@@ -328,46 +351,20 @@ def link(
     if tag is not None:
         if out is None:
             raise OvpnError("--tag needs --out DIR", "links are credentials; they are written as 0600 files")
-        links = links_for(ctx.app, server_name, tag=validation.tag(tag))
-        if not links:
-            raise OvpnError(f"no user has the tag {tag!r}", "see `ovpn user list`")
         directory = Path(out)
-        skipped = []
-        for item in links:
-            reason = inactive_reason(item.user, now)
-            if reason:
-                warn(
-                    f"{item.user.username} is {reason}: "
-                    + ("its link will not connect" if force else "skipped")
-                )
-                if not force:
-                    skipped.append(item.user.username)
-                    continue
-            stem = f"{item.server.name}-{item.user.username}"
-            if fmt == "xray-json":
-                body = json.dumps(client_json(item, socks_port), indent=2) + "\n"
-                write_private(directory / f"{stem}.json", body.encode())
-            else:
-                write_private(directory / f"{stem}.txt", (item.link + "\n").encode())
-                write_private(directory / f"{stem}.png", qr_png(item.link))
-        click.echo(f"wrote {len(links) - len(skipped)} links for tag {tag} to {directory}")
-        if skipped:
+        batch = write_tag_links(
+            ctx.app, server_name, validation.tag(tag), directory, fmt, socks_port, force=force, now=now
+        )
+        click.echo(f"wrote {batch.written} links for tag {tag} to {directory}")
+        if batch.skipped:
             raise OvpnError(
-                f"skipped {len(skipped)} disabled or expired users: {', '.join(skipped)}",
+                f"skipped {len(batch.skipped)} disabled or expired users: {', '.join(batch.skipped)}",
                 "their links would not connect; enable them first, or pass --force to write them anyway",
             )
         return
-    (item,) = links_for(ctx.app, server_name, usernames=[str(username)])
-    reason = inactive_reason(item.user, now)
-    if reason and not force:
-        raise OvpnError(
-            f"{item.user.username} is {reason}: the link would not connect",
-            "`ovpn user enable` or `ovpn user expiry-set` first, or pass --force to print it anyway",
-        )
-    if reason:
-        warn(f"{item.user.username} is {reason}: the link will not connect until the user is active again")
+    item = user_link(ctx.app, server_name, str(username), force=force, now=now)
     if fmt == "xray-json":
-        click.echo(json.dumps(client_json(item, socks_port), indent=2))
+        click.echo(client_json_text(item, socks_port))
         return
     click.echo(item.link)
     if qr_file:

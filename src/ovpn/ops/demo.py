@@ -15,9 +15,7 @@ from ovpn.errors import OvpnError
 from ovpn.geodata.dat import DomainRule, DomainType, write_geoip, write_geosite
 from ovpn.ops import pools, route, servers, users
 from ovpn.ops.app import App
-from ovpn.ops.files import write_bundle
-from ovpn.ops.render import render_server
-from ovpn.ops.validate import CheckResult, validate_bundle
+from ovpn.ops.validate import CheckResult, render_and_validate
 
 DEMO_GEOSITE = {
     "RU-AVAILABLE-ONLY-INSIDE": [
@@ -104,12 +102,10 @@ def run_demo(data_dir: Path, progress: Callable[[str], None]) -> DemoReport:
 
     for name in ("vpn-nl", "vpn-de", "proxy-ru"):
         progress(f"rendering and validating {name}")
-        rendered = render_server(app, name)
-        out = data_dir / "bundles" / name
-        write_bundle(rendered.bundle, out)
-        report.bundles[name] = out
-        report.warnings[name] = rendered.warnings
-        report.validation[name] = validate_bundle(out)
+        checked = render_and_validate(app, name, data_dir / "bundles" / name)
+        report.bundles[name] = checked.bundle_dir
+        report.warnings[name] = checked.warnings
+        report.validation[name] = checked.results
 
     report.routes = [route.explain(app, "proxy-ru", d) for d in DEMO_DESTINATIONS]
     with app.reading() as repo:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ovpn.core.names import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
-from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy
+from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy, required_services
 from ovpn.ops.host import Host, connect
 
 SERVICES = (
@@ -96,6 +96,15 @@ def logs(app: App, name: str, service: str | None, tail: int, follow: bool) -> I
             yield from ssh.run(argv, sudo=True, timeout=120).text.splitlines()
 
 
+def recent_logs(app: App, name: str, tail: int) -> dict[str, list[str]]:
+    """The last `tail` log lines of each runtime service (xray, the agent, and haproxy on a proxy)."""
+    with app.reading() as repo:
+        server = repo.server(name)
+    return {
+        service: list(logs(app, name, service, tail, follow=False)) for service in required_services(server)
+    }
+
+
 def restart(app: App, name: str, service: str | None, timeout: float = RESTART_TIMEOUT_SECONDS) -> list[str]:
     """Restart the runtime services (or one service), then wait (bounded) until each runs again; the restarted
     services. A service that does not come back fails with its last log lines."""
@@ -104,7 +113,7 @@ def restart(app: App, name: str, service: str | None, timeout: float = RESTART_T
     if service == "haproxy" and not server.is_proxy:
         raise OvpnError(f"{name} is a vpn server and runs no haproxy", "only proxies run haproxy")
     one = _service(service)
-    targets = [one] if one else ["xray", "ovpn-agent", *(["haproxy"] if server.is_proxy else [])]
+    targets = [one] if one else required_services(server)
     with connect(app, server) as ssh:
         host = Host(ssh, server)
         monitoring = service in MONITORING_SERVICES or host.monitoring_running()

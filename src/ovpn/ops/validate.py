@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ovpn.ops.app import App
+from ovpn.ops.files import write_bundle
+from ovpn.ops.render import render_server
+
 Status = Literal["passed", "failed", "skipped", "warning"]
 TIMEOUT_SECONDS = 120
 
@@ -121,3 +125,29 @@ def validate_bundle(bundle_dir: Path, env: Mapping[str, str] = os.environ) -> li
         argv = [*compose, "--project-directory", ".", "--env-file", ".env", *compose_files, "config", "-q"]
         results.append(_run("compose", argv, env, bundle_dir))
     return results
+
+
+@dataclass(frozen=True)
+class ServerValidation:
+    """A server's bundle as written to `bundle_dir`, its render warnings and each validator's verdict."""
+
+    bundle_dir: Path
+    warnings: list[str]
+    results: list[CheckResult]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+def render_and_validate(app: App, server_name: str, bundle_dir: Path) -> ServerValidation:
+    """Render the server's bundle, write it to `bundle_dir` and run every installed validator on it."""
+    rendered = render_server(app, server_name)
+    write_bundle(rendered.bundle, bundle_dir)
+    return ServerValidation(bundle_dir, rendered.warnings, validate_bundle(bundle_dir))
+
+
+def validate_server(app: App, server_name: str) -> ServerValidation:
+    """`render_and_validate` in a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ovpn-validate-") as tmp:
+        return render_and_validate(app, server_name, Path(tmp) / "bundle")
