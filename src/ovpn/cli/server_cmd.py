@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
 from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, table, warn
+from ovpn.core.fields import CliOption
+from ovpn.core.model import SERVER_FIELDS
 
 if TYPE_CHECKING:
     from ovpn.core.model import Server
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _option_settings(option: CliOption, command: Literal["add", "set"]) -> dict[str, Any]:
+    """click's settings for a declared option, only those that differ from click's own defaults. `add` takes the
+    declared help, requirement and default; `set` its own help and no default, so an option not given is None."""
+    settings: dict[str, Any] = {"help": option.help if command == "add" else option.set_help}
+    if option.integer:
+        settings["type"] = int
+    if option.repeatable:
+        settings["multiple"] = True
+    if option.metavar is not None:
+        settings["metavar"] = option.metavar
+    if command == "add" and option.required:
+        settings["required"] = True
+    if command == "add" and option.default is not None:
+        settings.update(default=option.default, show_default=True)
+    return settings
+
+
+def server_field_options(command: Literal["add", "set"]) -> Callable[[F], F]:
+    """One option per server field the command takes, in declaration order (ovpn.core.model.Server)."""
+
+    def apply(function: F) -> F:
+        for field in reversed(SERVER_FIELDS):  # click lists options in the reverse of decoration order
+            option = field.option
+            if option is not None and (command == "add" or option.settable):
+                function = click.option(field.flag, field.name, **_option_settings(option, command))(function)
+        return function
+
+    return apply
 
 
 def _public(server: Server, reveal: bool = False) -> dict[str, object]:
@@ -51,25 +86,7 @@ def server() -> None:
 
 
 @server.command("add")
-@click.option("--name", required=True, help="Server name: lower-case letters, digits, '-'.")
-@click.option("--role", required=True, help="vpn (foreign exit) or proxy (HA entry point).")
-@click.option("--proxy-preset", help="Proxy preset (proxies only; default ru).")
-@click.option("--host", required=True, help="IP address or DNS name that ovpn and HAProxy connect to.")
-@click.option("--domain", help="Public domain in client links (default: --host).")
-@click.option("--port", type=int, default=443, show_default=True, help="Public VLESS + REALITY port.")
-@click.option("--ssh-user", default="root", show_default=True)
-@click.option("--ssh-port", type=int, default=22, show_default=True)
-@click.option("--ssh-identity", help="SSH private key file (default: your SSH config and agent).")
-@click.option("--reality-private-key", help="X25519 private key (generated when omitted).")
-@click.option("--reality-public-key", help="Must match the private key (derived when omitted).")
-@click.option("--reality-short-id", help="Even-length hex, up to 16 characters (generated when omitted).")
-@click.option("--reality-server-name", default="www.microsoft.com", show_default=True, help="REALITY SNI.")
-@click.option("--reality-target", help="REALITY target host:port (default: SERVER_NAME:443).")
-@click.option("--xray-version", default="26.7.28", show_default=True, help="Pinned Xray-core release.")
-@click.option(
-    "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image (repeatable)."
-)
-@click.option("--agent-cert-file", help="A PEM certificate on the host whose expiry the agent reports.")
+@server_field_options("add")
 @json_option
 @click.pass_obj
 def add(ctx: Context, /, as_json: bool, **options: Any) -> None:
@@ -146,23 +163,7 @@ def show(ctx: Context, /, name: str, reveal_secrets: bool, as_json: bool) -> Non
 
 @server.command("set")
 @click.argument("name")
-@click.option("--host")
-@click.option("--domain")
-@click.option("--port", type=int)
-@click.option("--ssh-user")
-@click.option("--ssh-port", type=int)
-@click.option("--ssh-identity")
-@click.option("--proxy-preset")
-@click.option("--reality-private-key", help="New key pair (changes this server's links).")
-@click.option("--reality-public-key")
-@click.option("--reality-short-id", help="New short id (changes this server's links).")
-@click.option("--reality-server-name")
-@click.option("--reality-target")
-@click.option("--xray-version")
-@click.option(
-    "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override (SERVICE= removes)."
-)
-@click.option("--agent-cert-file", help="A PEM certificate on the host the agent watches ('' removes it).")
+@server_field_options("set")
 @json_option
 @click.pass_obj
 def set_(ctx: Context, /, name: str, as_json: bool, **options: Any) -> None:

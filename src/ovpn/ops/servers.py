@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovpn.core import reality, validation
-from ovpn.core.model import DEFAULT_PORT, DEFAULT_REALITY_SERVER_NAME, DEFAULT_XRAY_VERSION, ROLES, Server
+from ovpn.core.model import (
+    DEFAULT_PORT,
+    DEFAULT_REALITY_SERVER_NAME,
+    DEFAULT_SSH_PORT,
+    DEFAULT_SSH_USER,
+    DEFAULT_XRAY_VERSION,
+    ROLES,
+    Server,
+)
 from ovpn.core.pool import require_parity
 from ovpn.core.presets import DEFAULT_PROXY_PRESET, PRESETS
 from ovpn.errors import OvpnError
@@ -21,13 +29,15 @@ from ovpn.state.repo import Repository
 
 @dataclass(frozen=True)
 class ServerSpec:
+    """A server as given (`server add` options, by field name): unchecked; None where a value is derived."""
+
     name: str
     role: str
     host: str
     domain: str | None = None
     port: int = DEFAULT_PORT
-    ssh_user: str = "root"
-    ssh_port: int = 22
+    ssh_user: str = DEFAULT_SSH_USER
+    ssh_port: int = DEFAULT_SSH_PORT
     ssh_identity: str | None = None
     proxy_preset: str | None = None
     reality_private_key: str | None = None
@@ -138,24 +148,11 @@ def add_server(app: App, spec: ServerSpec) -> Server:
 
 
 def spec_of(server: Server) -> ServerSpec:
-    return ServerSpec(
-        name=server.name,
-        role=server.role,
-        host=server.host,
-        domain=server.domain,
-        port=server.port,
-        ssh_user=server.ssh_user,
-        ssh_port=server.ssh_port,
-        ssh_identity=server.ssh_identity,
-        proxy_preset=server.proxy_preset,
-        reality_private_key=server.reality_private_key,
-        reality_short_id=server.reality_short_id,
-        reality_server_name=server.reality_server_name,
-        reality_target=server.reality_target,
-        xray_version=server.xray_version,
-        images=tuple(f"{k}={v}" for k, v in server.images),
-        agent_cert_file=server.agent_cert_file,
-    )
+    """The spec that builds `server` again, less its public key (derived from the private key)."""
+    given = {f.name: getattr(server, f.name) for f in dataclasses.fields(ServerSpec)}
+    given["reality_public_key"] = None
+    given["images"] = tuple(f"{k}={v}" for k, v in server.images)
+    return ServerSpec(**given)
 
 
 def _check_pools(repo: Repository, changed: Server) -> None:

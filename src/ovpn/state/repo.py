@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
-from ovpn.core.model import Attachment, PoolMember, Role, Server, TelegramSettings, User
+from ovpn.core.fields import Stored
+from ovpn.core.model import SERVER_FIELDS, Attachment, PoolMember, Role, Server, TelegramSettings, User
 from ovpn.errors import OvpnError
 from ovpn.state.secrets import PREFIX, SecretBox
 
-_SERVER_COLUMNS = (
-    "name", "role", "host", "domain", "port", "ssh_user", "ssh_port", "ssh_identity", "xray_version",
-    "reality_private_key", "reality_public_key", "reality_short_id", "reality_server_name", "reality_target",
-    "proxy_preset", "relay_uuid", "images", "enabled", "agent_cert_file",
-)  # fmt: skip
+_SERVER_COLUMNS = tuple(f.name for f in SERVER_FIELDS)
+_USER_COLUMNS = ("username", "uuid", "email", "enabled", "expiry_date", "quota_bytes", "notes", "tags")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,47 @@ class _Fields:
             raise self._bad(column, "whole numbers separated by commas") from None
 
 
-def _server_fields(row: sqlite3.Row) -> _Fields:
-    name = row["name"]
-    return _Fields("servers", row, repr(name) if isinstance(name, str) else f"id {row['id']}")
+def _named_row(table: str, row: sqlite3.Row, key: str) -> _Fields:
+    """A row named by its key column, or by its id while that is not text."""
+    name = row[key]
+    return _Fields(table, row, repr(name) if isinstance(name, str) else f"id {row['id']}")
 
 
-def _user_fields(row: sqlite3.Row) -> _Fields:
-    name = row["username"]
-    return _Fields("users", row, repr(name) if isinstance(name, str) else f"id {row['id']}")
+_READERS: dict[Stored, Callable[[_Fields, str], Any]] = {
+    "text": _Fields.text,
+    "optional_text": _Fields.optional_text,
+    "port": _Fields.port,
+    "role": _Fields.role,
+    "flag": _Fields.flag,
+    "string_map": _Fields.string_map,
+}
+
+
+def _column_value(stored: Stored, value: Any) -> object:
+    """A field's value as its column holds it (the inverse of the readers above)."""
+    if stored == "flag":
+        return int(value)
+    if stored == "string_map":
+        return json.dumps(dict(value), sort_keys=True)
+    return value
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    """An INSERT of the columns plus created_at and updated_at."""
+    names = (*columns, "created_at", "updated_at")
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"  # noqa: S608
+
+
+def _update_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+    """An UPDATE of the columns plus updated_at, of the row whose key column is the last parameter."""
+    assignments = ", ".join(f"{c} = ?" for c in (*columns, "updated_at"))
+    return f"UPDATE {table} SET {assignments} WHERE {key} = ?"  # noqa: S608
+
+
+def _found(found: T | None, message: str, hint: str) -> T:
+    if found is None:
+        raise OvpnError(message, hint)
+    return found
 
 
 def sealed_sample(conn: sqlite3.Connection) -> tuple[str, str] | None:
@@ -132,7 +167,7 @@ def sealed_sample(conn: sqlite3.Connection) -> tuple[str, str] | None:
         (len(PREFIX), PREFIX),
     ).fetchone()
     if row is not None and isinstance(row[0], str):
-        return row[1], _private_key_context(row[0])
+        return row[1], _sealed_context("reality_private_key", row[0])
     row = conn.execute(
         "SELECT s.name, ss.name, ss.value FROM server_secrets ss JOIN servers s ON s.id = ss.server_id "
         "WHERE substr(ss.value, 1, ?) = ? LIMIT 1",
@@ -167,8 +202,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _private_key_context(name: str) -> str:
-    return f"servers.reality_private_key:{name}"
+def _sealed_context(column: str, name: str) -> str:
+    """What a sealed server column is bound to: its column and its server."""
+    return f"servers.{column}:{name}"
 
 
 def _secret_context(server: str, name: str) -> str:
@@ -183,47 +219,31 @@ class Repository:
     # servers
 
     def _server(self, row: sqlite3.Row) -> Server:
-        f = _server_fields(row)
+        f = _named_row("servers", row, "name")
         name = f.text("name")
-        return Server(
-            name=name,
-            role=f.role("role"),
-            host=f.text("host"),
-            domain=f.text("domain"),
-            port=f.port("port"),
-            ssh_user=f.text("ssh_user"),
-            ssh_port=f.port("ssh_port"),
-            ssh_identity=f.optional_text("ssh_identity"),
-            xray_version=f.text("xray_version"),
-            reality_private_key=self.box.open(f.text("reality_private_key"), _private_key_context(name)),
-            reality_public_key=f.text("reality_public_key"),
-            reality_short_id=f.text("reality_short_id"),
-            reality_server_name=f.text("reality_server_name"),
-            reality_target=f.text("reality_target"),
-            proxy_preset=f.optional_text("proxy_preset"),
-            relay_uuid=f.optional_text("relay_uuid"),
-            images=f.string_map("images"),
-            enabled=f.flag("enabled"),
-            agent_cert_file=f.optional_text("agent_cert_file"),
-        )
+        values: dict[str, Any] = {}
+        for field in SERVER_FIELDS:
+            value = _READERS[field.stored](f, field.name)
+            if field.secret:
+                value = self.box.open(value, _sealed_context(field.name, name))
+            values[field.name] = value
+        return Server(**values)
 
     def _server_values(self, s: Server) -> tuple[object, ...]:
-        return (
-            s.name, s.role, s.host, s.domain, s.port, s.ssh_user, s.ssh_port, s.ssh_identity, s.xray_version,
-            self.box.seal(s.reality_private_key, _private_key_context(s.name)), s.reality_public_key,
-            s.reality_short_id, s.reality_server_name, s.reality_target, s.proxy_preset, s.relay_uuid,
-            json.dumps(dict(s.images), sort_keys=True), int(s.enabled), s.agent_cert_file,
-        )  # fmt: skip
+        values: list[object] = []
+        for field in SERVER_FIELDS:
+            value = getattr(s, field.name)
+            if field.secret:
+                value = self.box.seal(value, _sealed_context(field.name, s.name))
+            values.append(_column_value(field.stored, value))
+        return tuple(values)
 
     def find_server(self, name: str) -> Server | None:
         row = self.conn.execute("SELECT * FROM servers WHERE name = ?", (name,)).fetchone()
         return self._server(row) if row else None
 
     def server(self, name: str) -> Server:
-        found = self.find_server(name)
-        if found is None:
-            raise OvpnError(f"no server named {name!r}", "see `ovpn server list`")
-        return found
+        return _found(self.find_server(name), f"no server named {name!r}", "see `ovpn server list`")
 
     def servers(self) -> list[Server]:
         return [self._server(r) for r in self.conn.execute("SELECT * FROM servers ORDER BY name")]
@@ -232,16 +252,11 @@ class Repository:
         if self.find_server(server.name) is not None:
             raise OvpnError(f"a server named {server.name!r} already exists", "choose another --name")
         now = _now()
-        placeholders = ", ".join("?" * (len(_SERVER_COLUMNS) + 2))
-        self.conn.execute(
-            f"INSERT INTO servers ({', '.join(_SERVER_COLUMNS)}, created_at, updated_at) VALUES ({placeholders})",  # noqa: S608
-            (*self._server_values(server), now, now),
-        )
+        self.conn.execute(_insert_sql("servers", _SERVER_COLUMNS), (*self._server_values(server), now, now))
 
     def update_server(self, server: Server) -> None:
-        assignments = ", ".join(f"{c} = ?" for c in _SERVER_COLUMNS)
         cur = self.conn.execute(
-            f"UPDATE servers SET {assignments}, updated_at = ? WHERE name = ?",  # noqa: S608
+            _update_sql("servers", _SERVER_COLUMNS, "name"),
             (*self._server_values(server), _now(), server.name),
         )
         if cur.rowcount != 1:
@@ -396,7 +411,7 @@ class Repository:
 
     @staticmethod
     def _user(row: sqlite3.Row) -> User:
-        f = _user_fields(row)
+        f = _named_row("users", row, "username")
         return User(
             username=f.text("username"),
             uuid=f.text("uuid"),
@@ -413,10 +428,7 @@ class Repository:
         return self._user(row) if row else None
 
     def user(self, username: str) -> User:
-        found = self.find_user(username)
-        if found is None:
-            raise OvpnError(f"no user named {username!r}", "see `ovpn user list`")
-        return found
+        return _found(self.find_user(username), f"no user named {username!r}", "see `ovpn user list`")
 
     def users(self, tag: str | None = None) -> list[User]:
         found = [self._user(r) for r in self.conn.execute("SELECT * FROM users ORDER BY username")]
@@ -429,11 +441,7 @@ class Repository:
                     f"a user with {column} {value!r} already exists", f"choose another --{column}"
                 )
         now = _now()
-        self.conn.execute(
-            "INSERT INTO users (username, uuid, email, enabled, expiry_date, quota_bytes, notes, tags, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*self._user_values(user), now, now),
-        )
+        self.conn.execute(_insert_sql("users", _USER_COLUMNS), (*self._user_values(user), now, now))
 
     @staticmethod
     def _user_values(u: User) -> tuple[object, ...]:
@@ -451,9 +459,7 @@ class Repository:
 
     def update_user(self, user: User) -> None:
         self.conn.execute(
-            "UPDATE users SET username = ?, uuid = ?, email = ?, enabled = ?, expiry_date = ?, quota_bytes = ?, "
-            "notes = ?, tags = ?, updated_at = ? WHERE username = ?",
-            (*self._user_values(user), _now(), user.username),
+            _update_sql("users", _USER_COLUMNS, "username"), (*self._user_values(user), _now(), user.username)
         )
 
     def remove_user(self, username: str) -> None:

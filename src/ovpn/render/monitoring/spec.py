@@ -10,13 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ovpn.core import validation
+from ovpn.core.model import ROLES, Role
 from ovpn.errors import OvpnError
 from ovpn.render.images import env_var
-
-Role = Literal["vpn", "proxy"]
 
 # Monitoring service -> the variable in `.env` that may override its image.
 IMAGE_VARIABLES: Mapping[str, str] = {
@@ -72,7 +70,7 @@ DATASOURCE_UID = "prometheus"
 @dataclass(frozen=True)
 class MonitoringSpec:
     server_name: str
-    role: Literal["vpn", "proxy"]
+    role: Role
     images: Mapping[str, str]
     # Whether the server's Telegram bot is set up (`server monitor telegram-setup`): without it the bot never
     # runs, so it is neither scraped nor alerted on.
@@ -89,7 +87,7 @@ class MonitoringSpec:
 def check_spec(spec: MonitoringSpec) -> None:
     """Refuse a spec that would render broken or unsafe files."""
     validation.server_name(spec.server_name)
-    if spec.role not in ("vpn", "proxy"):
+    if spec.role not in ROLES:
         raise OvpnError(f"unknown server role {spec.role!r}", "the role is 'vpn' or 'proxy'")
     missing = [service for service in MONITORING_SERVICES if service not in spec.images]
     if missing:
