@@ -5,17 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from ovpn.core.names import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR
+from ovpn.core.names import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR, RUNTIME_SERVICES
 from ovpn.errors import OvpnError
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy, required_services
 from ovpn.ops.host import Host, connect
+from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
-SERVICES = (
-    "xray", "haproxy", "ovpn-agent", "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor",
-    "ovpn-telegram-bot",
-)  # fmt: skip
-MONITORING_SERVICES = SERVICES[3:]
+SERVICES = (*RUNTIME_SERVICES["proxy"], *MONITORING_SERVICES)
 RESTART_TIMEOUT_SECONDS = 90
 
 
