@@ -13,10 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import prefetch_agent_wheels, tools_bin_dir
+from tests.conftest import prefetch_agent_wheels
 from tests.fleetlab.engine import start_engine
 from tests.fleetlab.hosts import FleetLab, lab_lock, start_lab, stop_lab
 from tests.fleetlab.images import RUNTIME_IMAGE, XRAY_VERSION, ensure_images
+from tests.support.tools import tools_bin_dir
 
 HOSTS = [f"vpn-{i}" for i in range(1, 7)]
 

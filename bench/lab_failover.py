@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.measure import failover, median
-from tests.lab.procs import wait_until
 from tests.lab.topology import Lab, lab_session
+from tests.support.procs import wait_until
 
 INTERVAL = 0.05
 AFTER_FAULT_S = 8.0

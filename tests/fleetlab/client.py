@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.fleetlab.hosts import FleetLab
+from tests.support.procs import LabError, Processes, wait_until
 
 SOCKS_PORT = 10808
 
@@ -58,23 +57,17 @@ def vpn_client(
             server["address"] = address
     path = workdir / "client.json"
     path.write_text(json.dumps(config))
-    log = open(workdir / "client.log", "wb")  # noqa: SIM115 - closed below, after the process ends
-    process = subprocess.Popen(
-        ["nsenter", f"--net=/proc/{lab.controller_pid}/ns/net", "--", str(xray), "run", "-c", str(path)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    procs = Processes(workdir)
+    argv = ["nsenter", f"--net=/proc/{lab.controller_pid}/ns/net", "--", str(xray), "run", "-c", str(path)]
+    client = procs.start("client", argv)
+
+    def started() -> bool:
+        if not client.alive():
+            raise LabError(f"the lab client exited: {client.log_text()}")
+        return _listening(lab, SOCKS_PORT)
+
     try:
-        deadline = time.monotonic() + 30
-        while not _listening(lab, SOCKS_PORT):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the lab client did not start: {(workdir / 'client.log').read_text()}")
-            time.sleep(0.2)
+        wait_until(started, timeout=30, what="the lab client's SOCKS port", interval=0.2)
         yield Client(lab, SOCKS_PORT)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+        procs.stop_all()

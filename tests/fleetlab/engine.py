@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.procs import LabError, stop_pid, wait_until
+from tests.support.tools import tools_dir
+
 RUN_DIR = Path("/run/ovpn-fleetlab")
-
-
-def tools_dir() -> Path:
-    return Path(os.environ.get("OVPN_TOOLS_DIR", "~/.cache/ovpn-tools")).expanduser()
 
 
 @dataclass
@@ -43,12 +40,8 @@ class Engine:
         """Stop the engine if this process started it (by PID, never by name)."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+        stop_pid(self.process.pid, timeout=60)
+        self.process.wait(timeout=30)
         self.process = None
 
 
@@ -67,9 +60,12 @@ def start_engine() -> Engine:
          "--iptables=false", "--ip-forward=false", "--bridge=none"],
         stdout=log, stderr=log,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not engine.alive():
-        if engine.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"dockerd did not start; see {RUN_DIR / 'dockerd.log'}")
-        time.sleep(0.2)
+    process = engine.process
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise LabError(f"dockerd exited with {process.returncode}; see {RUN_DIR / 'dockerd.log'}")
+        return engine.alive()
+
+    wait_until(started, timeout=60, what=f"dockerd (see {RUN_DIR / 'dockerd.log'})", interval=0.2)
     return engine

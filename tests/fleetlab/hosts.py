@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import subprocess
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tests.fleetlab.engine import RUN_DIR, Engine
 from tests.fleetlab.images import HOST_IMAGE, RUNTIME_IMAGE
 from tests.lab.topology import write_certificate
+from tests.support.procs import held_lock, wait_until
 
 NETWORK = "ovpn-fleetlab-net"
 SUBNET = "10.214.1.0/24"
@@ -64,16 +63,6 @@ class FleetLab:
         )  # fmt: skip
 
 
-def _wait(condition: object, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():  # type: ignore[operator]
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
 def _route(action: str) -> None:
     subprocess.run(["ip", "route", action, "blackhole", TEST_RANGE], check=False, capture_output=True)
 
@@ -104,7 +93,8 @@ def start_lab(engine: Engine, names: list[str], workdir: Path, service_images: P
     _start_internet(engine, workdir)
     for name in names:
         container = lab.hosts[name].container
-        _wait(lambda c=container: engine.succeeds("exec", c, "docker", "info"), f"dockerd on {name}", 90)
+        dockerd_answers = partial(engine.succeeds, "exec", container, "docker", "info")
+        wait_until(dockerd_answers, timeout=90, what=f"dockerd on {name}", interval=0.3)
         lab.exec(name, "docker", "load", "-q", input=service_images.read_bytes(), timeout=600)
     return lab
 
@@ -122,7 +112,8 @@ def _start_internet(engine: Engine, workdir: Path) -> None:
             "--http", f"{address}:80", "--tls-target", f"{address}:443",
         )  # fmt: skip
     for site in INTERNET:
-        _wait(lambda s=site: engine.succeeds("exec", PREFIX + s, "test", "-s", "/tmp/ready"), site, 60)
+        site_ready = partial(engine.succeeds, "exec", PREFIX + site, "test", "-s", "/tmp/ready")
+        wait_until(site_ready, timeout=60, what=site, interval=0.3)
 
 
 def stop_lab(lab: FleetLab) -> None:
@@ -141,21 +132,8 @@ def inspect_host(lab: FleetLab, name: str) -> dict[str, object]:
     return json.loads(lab.engine.docker("inspect", lab.hosts[name].container))[0]  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def lab_lock(timeout: float = 3600) -> Iterator[None]:
+def lab_lock(timeout: float = 3600) -> contextlib.AbstractContextManager[None]:
     """One fleet lab per machine at a time: a second test session waits (bounded) for the first to finish."""
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RUN_DIR / "lab.lock", "w") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("another fleet lab has been running for too long") from None
-                time.sleep(1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return held_lock(
+        RUN_DIR / "lab.lock", timeout=timeout, busy="another fleet lab has been running for too long"
+    )

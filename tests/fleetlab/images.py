@@ -19,7 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.fleetlab.engine import Engine, tools_dir
+from tests.fleetlab.engine import Engine
+from tests.support.tools import tools_bin_dir, tools_dir
 
 XRAY_VERSION = "26.3.27"  # what the Go module proxy serves here; the image tag says so honestly
 HOST_IMAGE = "ovpn-fleetlab/host:6"
@@ -32,7 +33,7 @@ ALERTMANAGER_IMAGE = "ovpn-fleetlab/alertmanager:bookworm-2"
 NODE_EXPORTER_IMAGE = "ovpn-fleetlab/node-exporter:bookworm-2"
 GRAFANA_STANDIN_IMAGE = "ovpn-fleetlab/grafana-standin:2"
 CADVISOR_LIBRARY_VERSION = "0.49.1"  # tests/tools/cadvisor/go.mod
-CADVISOR_BINARY = tools_dir() / "bin" / "cadvisor-lab"
+CADVISOR_BINARY = tools_bin_dir() / "cadvisor-lab"
 
 
 def _cadvisor_digest() -> str:

@@ -37,9 +37,10 @@ from tests.hostlab.engine import NEVER_PULL, DockerEngine
 from tests.hostlab.images import build_systemd_host_image, systemd_host_dockerfile
 from tests.hostlab.lab import SYSTEMD_HOST_OPTIONS, HostLab, LabHost
 from tests.hostlab.net import Blackhole, Controller, isolated_argv, remove_default_route
-from tests.hostlab.procs import LabError, stop_pid
-from tests.hostlab.rootfs import HOST_PACKAGES, debootstrap_tarball, rootfs_key, tools_dir
+from tests.hostlab.rootfs import HOST_PACKAGES, debootstrap_tarball, rootfs_key
 from tests.hostlab.ssh import KeyPair, client_options, close_masters, generate_keypair, ssh_argv, wait_for_ssh
+from tests.support.procs import LabError, stop_pid
+from tests.support.tools import tools_dir
 
 __all__ = [
     "HOST_PACKAGES",

@@ -14,11 +14,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.hostlab.procs import LabError, pid_alive, pid_cmdline, stop_pid
+from tests.support.procs import LabError, pid_alive, pid_cmdline, stop_pid, wait_until
 
 # Options every lab container needs so that nothing is fetched from a registry.
 NEVER_PULL = ("--pull", "never")
@@ -58,15 +57,19 @@ class DockerEngine:
             self._process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise LabError(f"dockerd exited with {self._process.returncode}: {self.log_tail()}")
-            if self.socket.exists() and self.run("version", check=False, timeout=10).returncode == 0:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise LabError(f"dockerd did not answer within {timeout:.0f} s: {self.log_tail()}")
+        process = self._process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise LabError(f"dockerd exited with {process.returncode}: {self.log_tail()}")
+            return self.socket.exists() and self.run("version", check=False, timeout=10).returncode == 0
+
+        try:
+            wait_until(answers, timeout=timeout, what="dockerd", interval=0.2)
+        except LabError as error:
+            self.stop()
+            raise LabError(f"{error}: {self.log_tail()}") from None
+        return self
 
     def stop(self) -> None:
         """Stop the engine this object started (SIGTERM, then SIGKILL), and its managed containerd."""
@@ -85,38 +88,12 @@ class DockerEngine:
 
     def _stop_stale(self) -> None:
         """A dockerd left running on our socket by a crashed run (checked by its command line) is stopped."""
-        if not self.pidfile.exists():
-            return
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except ValueError:
-            return
-        cmdline = pid_cmdline(pid)
-        if (
-            pid_alive(pid)
-            and cmdline
-            and cmdline[0].endswith("dockerd")
-            and f"unix://{self.socket}" in cmdline
-        ):
-            stop_pid(pid, timeout=30)
+        _stop_if_ours(self.pidfile, "dockerd", f"unix://{self.socket}", timeout=30)
         self._stop_containerd()
 
     def _stop_containerd(self) -> None:
         pidfile = self.exec_root / "containerd" / "containerd.pid"
-        if not pidfile.exists():
-            return
-        try:
-            pid = int(pidfile.read_text().strip())
-        except ValueError:
-            return
-        cmdline = pid_cmdline(pid)
-        if (
-            pid_alive(pid)
-            and cmdline
-            and cmdline[0].endswith("containerd")
-            and str(self.exec_root) in " ".join(cmdline)
-        ):
-            stop_pid(pid, timeout=15)
+        _stop_if_ours(pidfile, "containerd", str(self.exec_root), timeout=15)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -213,3 +190,14 @@ class DockerEngine:
     def containers_named(self, prefix: str) -> list[str]:
         out = self.text("ps", "-a", "--filter", f"name=^{prefix}", "--format", "{{.Names}}", timeout=60)
         return [line for line in out.splitlines() if line.startswith(prefix)]
+
+
+def _stop_if_ours(pidfile: Path, program: str, marker: str, *, timeout: float) -> None:
+    """Stop the PID in PIDFILE if it still runs PROGRAM with MARKER (our socket or exec root) on its command line."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    cmdline = pid_cmdline(pid)
+    if pid_alive(pid) and cmdline and cmdline[0].endswith(program) and marker in " ".join(cmdline):
+        stop_pid(pid, timeout=timeout)

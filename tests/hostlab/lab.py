@@ -8,8 +8,6 @@ container names; a lock file makes a second lab of the same NAME (another pytest
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +15,8 @@ from typing import IO
 
 from tests.hostlab.engine import NEVER_PULL, DockerEngine
 from tests.hostlab.net import Blackhole, Controller, remove_default_route
-from tests.hostlab.procs import LabError
-from tests.hostlab.rootfs import tools_dir
+from tests.support.procs import LabError, acquire_lock, release_lock
+from tests.support.tools import tools_dir
 
 # What a systemd host container needs (TEST-LAB.md; --privileged fails on this machine).
 SYSTEMD_HOST_OPTIONS = (
@@ -161,27 +159,15 @@ class HostLab:
         self.stop()
 
     def _acquire_lock(self) -> None:
-        self.run_root.mkdir(parents=True, exist_ok=True)
-        handle = (self.run_root / f"ovpn-hostlab-{self.name}.lock").open("w")
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    handle.close()
-                    raise LabError(
-                        f"another lab named {self.name!r} is still running after {self.lock_timeout} s"
-                    ) from None
-                time.sleep(1)
-        self._lock = handle
+        self._lock = acquire_lock(
+            self.run_root / f"ovpn-hostlab-{self.name}.lock",
+            timeout=self.lock_timeout,
+            busy=f"another lab named {self.name!r} is still running after {self.lock_timeout} s",
+        )
 
     def _release_lock(self) -> None:
         if self._lock is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            release_lock(self._lock)
             self._lock = None
 
     # --- containers ------------------------------------------------------------------------------------------

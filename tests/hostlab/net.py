@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.hostlab.procs import LabError
+from tests.support.procs import LabError
 
 
 class Blackhole:

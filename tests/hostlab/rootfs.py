@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.hostlab.procs import LabError
+from tests.support.procs import LabError
+from tests.support.tools import tools_dir
 
 # What every lab host needs besides the caller's packages: systemd as PID 1, sshd, Python for Ansible, sudo, ip.
 HOST_PACKAGES = ("systemd-sysv", "dbus", "openssh-server", "python3", "sudo", "iproute2")
-
-
-def tools_dir() -> Path:
-    """`$OVPN_TOOLS_DIR`, default `~/.cache/ovpn-tools` (the same directory `.ci/install-tools` fills)."""
-    return Path(os.environ.get("OVPN_TOOLS_DIR", "~/.cache/ovpn-tools")).expanduser()
 
 
 def rootfs_key(suite: str, packages: Iterable[str]) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.hostlab.net import Controller
-from tests.hostlab.procs import LabError
+from tests.support.procs import LabError, wait_until
 
 
 @dataclass(frozen=True)
@@ -79,15 +78,18 @@ def ssh_argv(
 
 def wait_for_ssh(controller: Controller, address: str, port: int = 22, timeout: float = 60) -> str:
     """Poll `ssh-keyscan` from the controller until sshd answers; returns its host key lines. Bounded."""
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+
+    def host_keys() -> str:
+        nonlocal last
         proc = controller.run(["ssh-keyscan", "-T", "2", "-p", str(port), address], timeout=10)
-        if proc.returncode == 0 and proc.stdout.strip():
-            return proc.stdout
         last = proc.stderr.strip()
-        time.sleep(0.5)
-    raise LabError(f"sshd on {address}:{port} did not answer within {timeout:.0f} s ({last})")
+        return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else ""
+
+    try:
+        return str(wait_until(host_keys, timeout=timeout, what=f"sshd on {address}:{port}", interval=0.5))
+    except LabError:
+        raise LabError(f"sshd on {address}:{port} did not answer within {timeout:.0f} s ({last})") from None
 
 
 def close_masters(controller: Controller, control_dir: Path) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import missing_tool, tool_path, tools_bin_dir
+from tests.conftest import missing_tool, tool_path
+from tests.support.tools import tools_bin_dir
 
 from ovpn.render.server_bundle import Geodata
 
@@ -87,7 +88,11 @@ def lab_engine() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def fleet_lab(lab_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def fleet_lab(
+    lab_engine: object, agent_wheels: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """The fleet lab's hosts; ovpn runs in its controller's namespace, which has no route to the package index,
+    so the agent's wheels are fetched first (`agent_wheels`)."""
     from tests.fleetlab.engine import Engine
     from tests.fleetlab.hosts import start_lab, stop_lab
     from tests.fleetlab.images import ensure_images

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from tests.conftest import tool_path
 from tests.support.agent_exec import LocalAgentExec
 from tests.support.cli import run_cli
-from tests.support.waiting import LOOPBACK, free_port, wait_for
+from tests.support.procs import wait_until
+from tests.support.waiting import LOOPBACK, free_port
 from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
 from ovpn.agent.main import Agent, AgentServer, serve
@@ -140,7 +141,9 @@ def harness(lab: XrayLoopback, tmp_path: Path) -> Iterator[Harness]:
 
 def wait_counted(h: Harness, email: str, at_least: int) -> None:
     """Xray counts a Vision connection when it closes: wait until its counter has caught up."""
-    wait_for(lambda: h.xray_user_bytes().get(email, 0) >= at_least, timeout=10, what=f"Xray to count {email}")
+    wait_until(
+        lambda: h.xray_user_bytes().get(email, 0) >= at_least, timeout=10, what=f"Xray to count {email}"
+    )
 
 
 def test_health_reports_the_real_xray_api_and_degrades_without_it(
@@ -480,7 +483,7 @@ def test_the_ovpn_agent_command_collects_on_its_own_schedule(lab: XrayLoopback, 
             return None
 
     try:
-        health = wait_for(lambda: get("/health"), timeout=15, what="the agent to answer")
+        health = wait_until(lambda: get("/health"), timeout=15, what="the agent to answer")
         assert health["status"] == "ok" and health["xray_api"]["up"] is True
         alice = lab.user("alice")
         body = json.dumps({"users": [policy(alice)]}).encode()
@@ -489,7 +492,7 @@ def test_the_ovpn_agent_command_collects_on_its_own_schedule(lab: XrayLoopback, 
         with urllib.request.urlopen(req, timeout=10) as response:
             assert response.status == 200
         assert lab.download("alice", 70_000) == 70_000
-        totals = wait_for(
+        totals = wait_until(
             lambda: [r for r in get("/stats/total") or [] if r["email"] == alice.email and r["downlink_bytes"] >= 70_000],
             timeout=15, what="the scheduled collector to count alice's download",
         )  # fmt: skip
@@ -502,7 +505,7 @@ def test_the_ovpn_agent_command_collects_on_its_own_schedule(lab: XrayLoopback, 
 
 
 def test_the_bundles_wheels_install_without_an_index_and_the_agent_runs(
-    lab: XrayLoopback, tmp_path: Path
+    lab: XrayLoopback, tmp_path: Path, agent_wheels: Path
 ) -> None:
     """What the agent's Dockerfile does on a host, in a bare virtualenv: `pip install --no-index` from the
     bundle's agent/ directory only (ovpn's wheel + the gRPC wheels for this platform), then the agent serves
@@ -555,7 +558,7 @@ def test_the_bundles_wheels_install_without_an_index_and_the_agent_runs(
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
                 return None
 
-        assert wait_for(health, timeout=20, what="the installed agent")["status"] == "ok"
+        assert wait_until(health, timeout=20, what="the installed agent")["status"] == "ok"
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -575,7 +578,7 @@ def test_the_bundles_wheels_install_without_an_index_and_the_agent_runs(
                 assert bot.poll() is None, bot.stderr.read() if bot.stderr else b""
             return None
 
-        reported = wait_for(standby, timeout=30, what="the installed bot's standby /health")
+        reported = wait_until(standby, timeout=30, what="the installed bot's standby /health")
         assert reported == {"status": "misconfigured", "reason": "OVPN_TELEGRAM_TOKEN_FILE is not set"}
     finally:
         bot.terminate()

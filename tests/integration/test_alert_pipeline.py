@@ -36,8 +36,6 @@ from hypothesis import strategies as st
 from tests.conftest import missing_tool, tool_path
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.monitoring_stack import (
-    Proc,
-    Procs,
     WebhookReceiver,
     http_get,
     http_json,
@@ -49,10 +47,11 @@ from tests.support.monitoring_stack import (
     refusing_ports,
     sample_names,
 )
+from tests.support.procs import Proc, Processes, wait_until
 from tests.support.promql import grafana_variable_metric_names, metric_names
 from tests.support.promql_strategies import expression
 from tests.support.topology import PROXY, SOLO, request
-from tests.support.waiting import LOOPBACK, free_port, port_open, wait_for
+from tests.support.waiting import LOOPBACK, free_port, port_open
 from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
 from ovpn.core.model import TelegramSettings
@@ -116,7 +115,7 @@ def write_yaml(path: Path, document: Any) -> Path:
 @dataclass
 class Stack:
     work: Path
-    procs: Procs
+    procs: Processes
     webhook: WebhookReceiver
     xray: Path
     haproxy_config: str
@@ -140,11 +139,13 @@ class Stack:
         path = self.work / f"backend-{name}.json"
         path.write_text(json.dumps(config))
         self.backends[name] = self.procs.start(f"backend-{name}", [self.xray, "run", "-config", path])
-        wait_for(lambda: port_open(port), timeout=10, what=f"backend {name} to listen")
+        wait_until(lambda: port_open(port), timeout=10, what=f"backend {name} to listen")
 
     def kill_backend(self, name: str) -> None:
         self.procs.stop(self.backends.pop(name))
-        wait_for(lambda: not port_open(self.backend_ports[name]), timeout=10, what=f"backend {name} to close")
+        wait_until(
+            lambda: not port_open(self.backend_ports[name]), timeout=10, what=f"backend {name} to close"
+        )
 
     # ---- Prometheus and Alertmanager APIs
 
@@ -181,9 +182,9 @@ class Stack:
         for name in self.backend_ports:
             if name not in self.backends:
                 self.start_backend(name)
-        wait_for(lambda: self.backend_states() == {PRIMARY: 1.0, BACKUP: 1.0}, timeout=30,
+        wait_until(lambda: self.backend_states() == {PRIMARY: 1.0, BACKUP: 1.0}, timeout=30,
                  what="both backends UP in Prometheus")  # fmt: skip
-        wait_for(lambda: not self.prometheus_alerts(POOL_DOWN) and not self.prometheus_alerts(BACKEND_DOWN),
+        wait_until(lambda: not self.prometheus_alerts(POOL_DOWN) and not self.prometheus_alerts(BACKEND_DOWN),
                  timeout=30, what="no pool alert active in Prometheus")  # fmt: skip
 
 
@@ -195,7 +196,7 @@ def _start_agent(stack: Stack, lab: XrayLoopback) -> None:
     env = {"PATH": "/usr/bin:/bin", "OVPN_AGENT_TOKEN": AGENT_TOKEN}
     stack.procs.start("ovpn-agent", [agent, "--listen", f"{LOOPBACK}:{port}", "--xray-api", lab.api_address,
                                      "--db-path", stack.work / "agent", "--poll-interval", "1"], env=env)  # fmt: skip
-    wait_for(lambda: http_ok(f"http://{LOOPBACK}:{port}/health"), timeout=20, what="ovpn-agent /health")
+    wait_until(lambda: http_ok(f"http://{LOOPBACK}:{port}/health"), timeout=20, what="ovpn-agent /health")
     users = [{"email": u.email, "uuid": u.uuid, "username": u.name, "enabled": True, "quota_bytes": 10**9}
              for u in lab.users]  # fmt: skip
     sync = urllib.request.Request(
@@ -205,7 +206,7 @@ def _start_agent(stack: Stack, lab: XrayLoopback) -> None:
     with urllib.request.urlopen(sync, timeout=30) as response:
         assert response.status == 200
     assert lab.download("alice", 200_000) == 200_000
-    wait_for(
+    wait_until(
         lambda: (
             'ovpn_agent_user_traffic_bytes_total{email="alice@global"'
             in http_get(f"http://{LOOPBACK}:{port}/metrics")
@@ -224,8 +225,8 @@ def _start_cadvisor(stack: Stack, cadvisor: Path, bundle: dict[str, Any]) -> Non
     stack.procs.start("cadvisor", [cadvisor, *service["command"], f"--listen_ip={LOOPBACK}", f"--port={port}",
                                    f"--docker=unix://{stack.work / 'no-docker.sock'}"])  # fmt: skip
     url = f"http://{LOOPBACK}:{port}/metrics"
-    wait_for(lambda: http_ok(url), timeout=30, what="cAdvisor's /metrics")
-    wait_for(lambda: "container_cpu_usage_seconds_total{" in http_get(url), timeout=60,
+    wait_until(lambda: http_ok(url), timeout=30, what="cAdvisor's /metrics")
+    wait_until(lambda: "container_cpu_usage_seconds_total{" in http_get(url), timeout=60,
              what="cAdvisor's first container stats")  # fmt: skip
 
 
@@ -247,8 +248,8 @@ def _start_bot(stack: Stack, webhook_token_file: Path) -> None:
         "OVPN_TELEGRAM_DOCKER_SOCKET": str(stack.work / "no-docker.sock"), "OVPN_TELEGRAM_POLL_TIMEOUT": "5",
     }  # fmt: skip
     stack.procs.start("ovpn-telegram-bot", [bot], env=env)
-    wait_for(lambda: stack.bot_api.calls("getUpdates"), timeout=30, what="the bot's first getUpdates")
-    wait_for(lambda: http_ok(stack.url("bot", "/health")), timeout=30, what="the bot's /health")
+    wait_until(lambda: stack.bot_api.calls("getUpdates"), timeout=30, what="the bot's first getUpdates")
+    wait_until(lambda: http_ok(stack.url("bot", "/health")), timeout=30, what="the bot's /health")
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     xray, cadvisor = tool_path("xray"), tool_path("cadvisor-lab")
     work = tmp_path_factory.mktemp("alert-pipeline")
     bundle = render_server_bundle(with_bot(request(PROXY)))
-    procs = Procs(work)
+    procs = Processes(work)
     bot_api = FakeBotApi(BOT_TOKEN).start()
     ports = {name: free_port() for name in ("relay", "haproxy", "prometheus", "alertmanager",
                                             "node-exporter", "cadvisor", "ovpn-agent", "bot")}  # fmt: skip
@@ -321,7 +322,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ])  # fmt: skip
             for service in ("alertmanager", "prometheus"):
                 ready = stack.url(service, "/-/ready")
-                wait_for(functools.partial(http_ok, ready), timeout=30, what=f"{service} ready")
+                wait_until(functools.partial(http_ok, ready), timeout=30, what=f"{service} ready")
             yield stack
         finally:
             procs.stop_all()
@@ -342,7 +343,7 @@ def test_prometheus_scrapes_every_exporter(stack: Stack) -> None:
 
     expected = {job: "up" for job in (JOB_PROMETHEUS, JOB_ALERTMANAGER, JOB_NODE_EXPORTER, JOB_CADVISOR, JOB_AGENT,
                                       JOB_HAPROXY, JOB_BOT)}  # fmt: skip
-    wait_for(lambda: health() == expected, timeout=30, what=f"scrape health {expected}")
+    wait_until(lambda: health() == expected, timeout=30, what=f"scrape health {expected}")
     # The haproxy job renames HAProxy's `server` label to `backend`, so `server` stays the proxy host's name.
     rows = stack.query(f'haproxy_server_status{{proxy="{POOL_BACKEND}",state="UP"}}')
     assert {row["metric"]["backend"] for row in rows} == {PRIMARY, BACKUP}
@@ -354,7 +355,7 @@ def test_one_dead_backend_raises_the_backend_alert_and_not_the_pool_alert(stack:
     mark = stack.webhook.mark()
     stack.kill_backend(BACKUP)
     try:
-        (alert,) = wait_for(lambda: stack.prometheus_alerts(BACKEND_DOWN, "firing"), timeout=30,
+        (alert,) = wait_until(lambda: stack.prometheus_alerts(BACKEND_DOWN, "firing"), timeout=30,
                             what=f"{BACKEND_DOWN} firing in Prometheus")  # fmt: skip
         assert alert["labels"]["backend"] == BACKUP and alert["labels"]["severity"] == "warning"
         assert stack.backend_states() == {PRIMARY: 1.0, BACKUP: 0.0}
@@ -363,12 +364,12 @@ def test_one_dead_backend_raises_the_backend_alert_and_not_the_pool_alert(stack:
             return [a for n in stack.webhook.since(mark) if n.status == "firing" for a in n.body["alerts"]
                     if a["labels"]["alertname"] == BACKEND_DOWN]  # fmt: skip
 
-        (sent,) = wait_for(delivered, timeout=30, what=f"{BACKEND_DOWN} at the webhook")
+        (sent,) = wait_until(delivered, timeout=30, what=f"{BACKEND_DOWN} at the webhook")
         # Prometheus adds the external labels: the alert names the proxy host and the dead backend apart.
         assert sent["labels"]["server"] == SERVER and sent["labels"]["backend"] == BACKUP
         assert sent["labels"]["role"] == "proxy"
         assert sent["annotations"]["summary"] == f"{SERVER}: backend {BACKUP} is DOWN"
-        wait_for(lambda: stack.bot_messages(BACKEND_DOWN, "FIRING", f"<code>{BACKUP}</code>"), timeout=30,
+        wait_until(lambda: stack.bot_messages(BACKEND_DOWN, "FIRING", f"<code>{BACKUP}</code>"), timeout=30,
                  what=f"the bot's message about {BACKEND_DOWN}")  # fmt: skip
         # The pool still has its primary: the pool alert is not even pending, anywhere along the chain.
         assert stack.prometheus_alerts(POOL_DOWN) == []
@@ -382,7 +383,7 @@ def test_one_dead_backend_raises_the_backend_alert_and_not_the_pool_alert(stack:
             n.status == "resolved" and BACKEND_DOWN in n.alertnames() for n in stack.webhook.since(mark)
         )
 
-    wait_for(resolved, timeout=30, what=f"{BACKEND_DOWN} resolved at the webhook")
+    wait_until(resolved, timeout=30, what=f"{BACKEND_DOWN} resolved at the webhook")
     assert all(POOL_DOWN not in n.alertnames() for n in stack.webhook.since(mark))
 
 
@@ -392,11 +393,11 @@ def test_a_dead_pool_fires_through_to_the_webhook_and_resolves(stack: Stack) -> 
     for name in (PRIMARY, BACKUP):
         stack.kill_backend(name)
     try:
-        (alert,) = wait_for(lambda: stack.prometheus_alerts(POOL_DOWN, "firing"), timeout=30,
+        (alert,) = wait_until(lambda: stack.prometheus_alerts(POOL_DOWN, "firing"), timeout=30,
                             what=f"{POOL_DOWN} firing in Prometheus")  # fmt: skip
         assert alert["labels"]["proxy"] == POOL_BACKEND and alert["labels"]["severity"] == "critical"
 
-        (active,) = wait_for(lambda: stack.alertmanager_alerts(POOL_DOWN), timeout=30,
+        (active,) = wait_until(lambda: stack.alertmanager_alerts(POOL_DOWN), timeout=30,
                              what=f"{POOL_DOWN} in Alertmanager")  # fmt: skip
         assert active["status"]["state"] == "active" and active["labels"]["server"] == SERVER
 
@@ -405,7 +406,7 @@ def test_a_dead_pool_fires_through_to_the_webhook_and_resolves(stack: Stack) -> 
             backends = stack.alertmanager_alerts(BACKEND_DOWN)
             return len(backends) == 2 and all(a["status"]["inhibitedBy"] for a in backends)
 
-        wait_for(backends_inhibited, timeout=30, what=f"{BACKEND_DOWN} x2 inhibited by {POOL_DOWN}")
+        wait_until(backends_inhibited, timeout=30, what=f"{BACKEND_DOWN} x2 inhibited by {POOL_DOWN}")
 
         def fired() -> list[dict[str, Any]]:
             return [
@@ -414,18 +415,18 @@ def test_a_dead_pool_fires_through_to_the_webhook_and_resolves(stack: Stack) -> 
                 if n.status == "firing" and POOL_DOWN in n.alertnames()
             ]
 
-        notification = wait_for(fired, timeout=30, what=f"{POOL_DOWN} firing at the webhook")[0]
+        notification = wait_until(fired, timeout=30, what=f"{POOL_DOWN} firing at the webhook")[0]
         (sent,) = notification["alerts"]
         assert sent["labels"]["server"] == SERVER and sent["status"] == "firing"
         assert sent["annotations"]["summary"] == f"{SERVER}: no foreign backend is UP"
         assert notification["receiver"] == "ovpn-telegram-bot"
         # Alertmanager presented the token from the rendered credentials file, and the bot took it.
         assert {n.authorization for n in stack.webhook.since(mark)} == {f"Bearer {WEBHOOK_TOKEN}"}
-        (text,) = wait_for(lambda: stack.bot_messages(POOL_DOWN, "FIRING"), timeout=30,
+        (text,) = wait_until(lambda: stack.bot_messages(POOL_DOWN, "FIRING"), timeout=30,
                            what=f"the bot's message about {POOL_DOWN}")  # fmt: skip
         assert f"{SERVER}: no foreign backend is UP" in text and "[critical]" in text
         # The notify chat gets it too.
-        wait_for(lambda: [c for c in stack.bot_api.calls("sendMessage") if POOL_DOWN in c.text
+        wait_until(lambda: [c for c in stack.bot_api.calls("sendMessage") if POOL_DOWN in c.text
                           and c.params.get("chat_id") in (NOTIFY_CHAT, str(NOTIFY_CHAT))],
                  timeout=30, what="the message in the notify chat")  # fmt: skip
         # The owner's Doctor screen reads the same alert from Prometheus (OVPN_TELEGRAM_PROMETHEUS_URL).
@@ -444,11 +445,11 @@ def test_a_dead_pool_fires_through_to_the_webhook_and_resolves(stack: Stack) -> 
             if n.status == "resolved" and POOL_DOWN in n.alertnames()
         ]
 
-    (sent,) = wait_for(resolved, timeout=40, what=f"{POOL_DOWN} resolved at the webhook")[0]["alerts"]
+    (sent,) = wait_until(resolved, timeout=40, what=f"{POOL_DOWN} resolved at the webhook")[0]["alerts"]
     assert sent["status"] == "resolved" and sent["endsAt"] > sent["startsAt"]
-    wait_for(lambda: stack.bot_messages(POOL_DOWN, "RESOLVED"), timeout=30,
+    wait_until(lambda: stack.bot_messages(POOL_DOWN, "RESOLVED"), timeout=30,
              what=f"the bot's message that {POOL_DOWN} is resolved")  # fmt: skip
-    wait_for(lambda: not stack.prometheus_alerts(POOL_DOWN), timeout=30, what=f"{POOL_DOWN} to clear")
+    wait_until(lambda: not stack.prometheus_alerts(POOL_DOWN), timeout=30, what=f"{POOL_DOWN} to clear")
 
 
 # ------------------------------------------------------------------------------------------ metric names
@@ -467,7 +468,7 @@ def _capture_haproxy3(stack: Stack) -> str:
     proc = stack.procs.start("haproxy3", [haproxy3, "-f", "haproxy.cfg", "-db"], cwd=work)
     try:
         url = f"http://{LOOPBACK}:{metrics}/metrics"
-        wait_for(lambda: http_ok(url), timeout=20, what="HAProxy 3 /metrics")
+        wait_until(lambda: http_ok(url), timeout=20, what="HAProxy 3 /metrics")
         return http_get(url)
     finally:
         stack.procs.stop(proc)
@@ -521,7 +522,7 @@ def _referenced(bundle: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def test_dashboards_and_rules_read_metrics_the_real_exporters_export(stack: Stack) -> None:
-    wait_for(
+    wait_until(
         lambda: stack.query(f'up{{job="{JOB_HAPROXY}"}} == 1'), timeout=30, what="a first haproxy scrape"
     )
     captured = _capture(stack)

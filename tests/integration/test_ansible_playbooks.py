@@ -588,7 +588,9 @@ def test_bad_inventory_fails_before_touching_any_host(tmp_path: Path, case: str,
 
 
 # --- ovpn on the prepared host (fleet operations) ------------------------------------------------------------
-def test_ovpn_initialises_and_deploys_the_prepared_host(baseline: Baseline, tmp_path: Path) -> None:
+def test_ovpn_initialises_and_deploys_the_prepared_host(
+    baseline: Baseline, tmp_path: Path, agent_wheels: Path
+) -> None:
     """The baseline is all ovpn needs: `server init` and `deploy` as the deploy user, through the firewall.
 
     The runtime's images come from the fleet lab's local builds (no registry), loaded into the host's engine.

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from tests.conftest import tool_path
 from tests.support.fake_bot_api import Call, FakeBotApi
-from tests.support.waiting import free_port, wait_for
+from tests.support.procs import stop_child, wait_until
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -116,12 +117,7 @@ def start_bot(
 
 
 def stop_bot(bot: BotProcess) -> None:
-    bot.process.terminate()
-    try:
-        bot.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        bot.process.kill()
-        bot.process.wait(timeout=10)
+    stop_child(bot.process, timeout=20)
     bot.fake.stop()
 
 
@@ -163,7 +159,7 @@ def test_stranger_gets_no_answer(vpn: BotProcess) -> None:
     vpn.fake.inject_message(OWNER, "/start")
     # Updates are handled in order: once the owner's menu is out, the stranger's updates were handled.
     vpn.fake.sent_to(OWNER, "choose a screen")
-    wait_for(
+    wait_until(
         lambda: vpn.metric("ovpn_bot_ignored_updates_total") >= ignored + 2,
         timeout=10,
         what="the ignored count",
@@ -211,17 +207,17 @@ def test_alertmanager_webhook_reaches_owner_and_notify_chats(vpn: BotProcess) ->
 def test_health_degraded_while_telegram_unreachable_and_alerts_wait(vpn: BotProcess) -> None:
     assert vpn.health()["status"] == "ok"
     vpn.fake.set_down(True)
-    health = wait_for(
+    health = wait_until(
         lambda: (h := vpn.health()).get("status") == "degraded" and h, timeout=20, what="degraded health"
     )
     assert health["telegram"] == "unreachable"
     assert vpn.post("/alertmanager", _firing_and_resolved()) == 200
-    wait_for(lambda: vpn.metric("ovpn_bot_messages_failed_total") > 0, timeout=20, what="a failed delivery")
+    wait_until(lambda: vpn.metric("ovpn_bot_messages_failed_total") > 0, timeout=20, what="a failed delivery")
     assert vpn.process.poll() is None
     assert vpn.metric("ovpn_bot_telegram_reachable") == 0
     assert vpn.fake.calls("sendMessage") == []
     vpn.fake.set_down(False)
-    wait_for(lambda: vpn.health().get("status") == "ok", timeout=30, what="ok health again")
+    wait_until(lambda: vpn.health().get("status") == "ok", timeout=30, what="ok health again")
     for chat in (OWNER, *NOTIFY):
         vpn.fake.sent_to(chat, "OVPNForeignBackendPoolDown", timeout=30)
     assert vpn.metric("ovpn_bot_telegram_reachable") == 1
@@ -248,7 +244,7 @@ def test_webhooks_refuse_a_missing_or_wrong_token_and_queue_nothing(vpn: BotProc
     forged = (
         _alert("OvpnForgedAlert") if path == "/alertmanager" else {"kind": "deploy", "message": "OvpnForged"}
     )
-    wait_for(lambda: vpn.health().get("pending_messages") == 0, timeout=30, what="an empty queue")
+    wait_until(lambda: vpn.health().get("pending_messages") == 0, timeout=30, what="an empty queue")
     refused = vpn.metric(f'ovpn_bot_webhook_unauthorized_total{{path="{path}"}}', default=0)
     for name, authorization in FORGED_AUTHORIZATIONS.items():
         status, body = http(f"{vpn.url}{path}", forged, authorization)
@@ -268,7 +264,7 @@ def test_webhooks_refuse_a_missing_or_wrong_token_and_queue_nothing(vpn: BotProc
 def test_an_event_flood_during_an_outage_never_pushes_out_an_alert(vpn: BotProcess) -> None:
     """More events than the queue holds (600, to three chats each, for a 500-message queue) arrive while Telegram
     is down, between two alerts: both alerts reach every chat once Telegram answers again."""
-    wait_for(lambda: vpn.health().get("pending_messages") == 0, timeout=30, what="an empty queue")
+    wait_until(lambda: vpn.health().get("pending_messages") == 0, timeout=30, what="an empty queue")
     vpn.fake.clear()
     dropped = vpn.metric("ovpn_bot_messages_dropped_total")
     vpn.fake.set_down(True)
@@ -282,7 +278,7 @@ def test_an_event_flood_during_an_outage_never_pushes_out_an_alert(vpn: BotProce
     for name in ("OvpnBeforeTheFlood", "OvpnAfterTheFlood"):
         for chat in (OWNER, *NOTIFY):
             vpn.fake.sent_to(chat, name, timeout=60)
-    wait_for(lambda: vpn.health().get("pending_messages") == 0, timeout=60, what="the queue to drain")
+    wait_until(lambda: vpn.health().get("pending_messages") == 0, timeout=60, what="the queue to drain")
     # Only events were dropped: 1800 event messages and 6 alert messages for 500 places.
     assert vpn.metric("ovpn_bot_messages_dropped_total") == dropped + 600 * 3 + 2 * 3 - 500
     delivered = [c.text for c in vpn.fake.calls("sendMessage")]
@@ -299,7 +295,7 @@ def _standby_health(bot: BotProcess) -> dict[str, Any]:
         status, body = http(f"{bot.url}/health")
         return json.loads(body) if status == 503 else None
 
-    return dict(wait_for(misconfigured, timeout=20, what="the bot's standby health"))
+    return dict(wait_until(misconfigured, timeout=20, what="the bot's standby health"))
 
 
 @pytest.mark.parametrize(
@@ -391,7 +387,7 @@ def agent_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         agent = subprocess.Popen(argv, env=env, stdout=sink, stderr=sink)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http(f"{url}/health")[0] == 200, timeout=30, what="the agent")
+        wait_until(lambda: http(f"{url}/health")[0] == 200, timeout=30, what="the agent")
         users = {"users": [{"email": "alice@ovpn", "uuid": str(uuid.uuid4()), "enabled": True,
                             "expiry": None, "quota_bytes": 10 * 2**30}]}  # fmt: skip
         request = urllib.request.Request(f"{url}/users/sync", data=json.dumps(users).encode(), method="POST",
@@ -419,7 +415,7 @@ def proxy_bot(
         _run_container(lab_engine, RUNTIME_IMAGE, BAD_CONTAINER, "test -f /tmp/ok",
                        "if [ -e /tmp/started ]; then rm -f /tmp/ok; else touch /tmp/started /tmp/ok; fi;")  # fmt: skip
         for name in (OK_CONTAINER, BAD_CONTAINER):
-            wait_for(lambda: _health(lab_engine, name) == "healthy", timeout=30, what=f"{name} healthy")  # noqa: B023
+            wait_until(lambda: _health(lab_engine, name) == "healthy", timeout=30, what=f"{name} healthy")  # noqa: B023
         tmp = tmp_path_factory.mktemp("proxy-bot")
         bot = start_bot(
             tmp, "proxy", f"xray={OK_CONTAINER},haproxy={BAD_CONTAINER}", lab_engine.socket, agent_url

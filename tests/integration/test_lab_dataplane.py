@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from tests.conftest import missing_tool
 from tests.lab.measure import failover
-from tests.lab.procs import LabError, wait_until
 from tests.lab.topology import (
     HOST_SERVICE_PORT,
     LAN_NAME,
@@ -30,6 +29,7 @@ from tests.lab.topology import (
     find_tools,
     lab_session,
 )
+from tests.support.procs import LabError, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ RELAY = "proxy-service@cluster"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, agent_wheels: Path) -> Iterator[Lab]:
     try:
         find_tools()
     except LabUnavailable as exc:

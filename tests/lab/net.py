@@ -26,7 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lab.procs import LabError, run
+from tests.lab.procs import run
+from tests.support.procs import LabError, pid_alive
 
 DEFAULT_RANGE = "10.219.0.0/16"
 REGISTRY_DIR = Path("/run/ovpn-lab")
@@ -35,16 +36,6 @@ NETNS_ETC = Path("/etc/netns")
 
 def lab_range() -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(os.environ.get("OVPN_LAB_RANGE", DEFAULT_RANGE))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -66,7 +57,7 @@ def acquire_blackhole(network: ipaddress.IPv4Network) -> None:
     with _registry(network) as (lines, path):
         # First line: "added" if a lab added the route, "found" if it was there before any lab.
         origin = lines[0] if lines and lines[0] in ("added", "found") else "found"
-        users = [p for p in lines[1:] if p.isdigit() and _alive(int(p)) and int(p) != os.getpid()]
+        users = [p for p in lines[1:] if p.isdigit() and pid_alive(int(p)) and int(p) != os.getpid()]
         if not _blackhole_present(network):
             run(["ip", "route", "replace", "blackhole", str(network)])
             origin = "added"
@@ -79,7 +70,7 @@ def release_blackhole(network: ipaddress.IPv4Network) -> None:
     """Drop this process from the registry; the last lab out removes the route if a lab added it."""
     with _registry(network) as (lines, path):
         origin = lines[0] if lines and lines[0] in ("added", "found") else "found"
-        users = [p for p in lines[1:] if p.isdigit() and _alive(int(p)) and int(p) != os.getpid()]
+        users = [p for p in lines[1:] if p.isdigit() and pid_alive(int(p)) and int(p) != os.getpid()]
         if users:
             path.write_text("\n".join([origin, *users]) + "\n")
             return

@@ -38,7 +38,9 @@ from typing import Any
 
 from ovpn.geodata.dat import DomainRule, DomainType, write_geoip, write_geosite
 from tests.lab.net import Host, LabNetwork
-from tests.lab.procs import LabError, Proc, Processes, netns_argv, run, wait_until
+from tests.lab.procs import netns_argv, run
+from tests.support.procs import LabError, Proc, Processes, wait_until
+from tests.support.tools import agent_wheel_cache, tools_bin_dir
 
 LAB_DIR = Path(__file__).resolve().parent
 REPO = LAB_DIR.parent.parent
@@ -87,7 +89,7 @@ def find_tools() -> Tools:
         raise LabUnavailable("the namespace lab needs root (ip netns, veth, bridge)")
     if shutil.which("ip") is None:
         raise LabUnavailable("iproute2 (`ip`) is not installed")
-    tools_bin = Path(os.environ.get("OVPN_TOOLS_DIR", "~/.cache/ovpn-tools")).expanduser() / "bin"
+    tools_bin = tools_bin_dir()
     xray = tools_bin / "xray"
     if not os.access(xray, os.X_OK):
         raise LabUnavailable(f"xray not found at {xray}; run .ci/install-tools")
@@ -217,10 +219,9 @@ class Lab:
     # --- the real CLI -----------------------------------------------------------------------------------------
 
     def ovpn(self, *argv: str) -> str:
-        tools_dir = Path(os.environ.get("OVPN_TOOLS_DIR", "~/.cache/ovpn-tools")).expanduser()
         env = {
             # Rendering needs the agent's wheels: take them from the cache the test suite shares (fetched once).
-            "OVPN_AGENT_WHEEL_CACHE": str(tools_dir / "agent-wheels"),
+            "OVPN_AGENT_WHEEL_CACHE": str(agent_wheel_cache()),
             **os.environ,
             "OVPN_PROXY_GEOSITE_PATH": str(self.work / "geodata" / "geosite.dat"),
             "OVPN_PROXY_GEOIP_PATH": str(self.work / "geodata" / "geoip.dat"),
@@ -353,7 +354,7 @@ class Lab:
                 "--tls-target", f"{self.ip(TLS_TARGET)}:443", "--target-log", str(self.target_log)]  # fmt: skip
         for offset in (WEB_FOREIGN, WEB_RU, WEB_FOREIGN_IP, WEB_GEOIP_RU, WEB_PRIVATE):
             argv += ["--http", f"{self.ip(offset)}:80", "--https", f"{self.ip(offset)}:443"]
-        self.internet = self.procs.start("internet", self.host("internet").namespace, argv)
+        self.internet = self.procs.start("internet", netns_argv(self.host("internet").namespace, argv))
         self._wait_started(self.internet, lambda: ready.exists(), "the internet host's servers")
 
     def host_service_log(self, server: str) -> Path:
@@ -373,7 +374,7 @@ class Lab:
                 "--http", f"127.0.0.1:{HOST_SERVICE_PORT}",
                 "--http", f"{self.address_of(server)}:{HOST_SERVICE_PORT}"]  # fmt: skip
         role = "proxy" if server == "proxy-ru" else server
-        proc = self.procs.start(f"host-service-{server}", self.host(role).namespace, argv)
+        proc = self.procs.start(f"host-service-{server}", netns_argv(self.host(role).namespace, argv))
         self._wait_started(proc, lambda: ready.exists(), f"{server}'s host service")
 
     def host_service_requests(self, server: str) -> list[dict[str, Any]]:
@@ -389,7 +390,7 @@ class Lab:
                 raise LabError(f"{proc.name} exited during start-up:\n{proc.log_text()[-3000:]}")
             return bool(condition())
 
-        wait_until(check, timeout=timeout, what=what)
+        wait_until(check, timeout=timeout, what=what, interval=0.05)
 
     def bundle(self, server: str, phase: str) -> Path:
         return self.bundles / f"{server}-{phase}"
@@ -403,10 +404,8 @@ class Lab:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "XRAY_LOCATION_ASSET": str(bundle / "geodata"),
         }
-        proc = self.procs.start(
-            f"xray-{server}", self.host(role).namespace,
-            [str(self.tools.xray), "run", "-c", str(bundle / "xray" / "config.json")], env=env,
-        )  # fmt: skip
+        argv = [str(self.tools.xray), "run", "-c", str(bundle / "xray" / "config.json")]
+        proc = self.procs.start(f"xray-{server}", netns_argv(self.host(role).namespace, argv), env=env)
         self._wait_started(proc, lambda: listening(proc.pid, XRAY_PORT), f"{server}'s Xray on :{XRAY_PORT}")
         self.servers[server] = proc
         self.server_phase[server] = phase
@@ -431,7 +430,7 @@ class Lab:
             "proxy", [str(self.tools.haproxy), "-c", "-q", *haproxy_fd_override(config), "-f", str(config)]
         )
         argv = [str(self.tools.haproxy), "-W", "-db", *haproxy_fd_override(config), "-f", str(config)]
-        proc = self.procs.start("haproxy", self.host("proxy").namespace, argv)
+        proc = self.procs.start("haproxy", netns_argv(self.host("proxy").namespace, argv))
         self._wait_started(proc, lambda: listening(proc.pid, 15443) and listening(proc.pid, 8404), "HAProxy")
         self.haproxy = proc
 
@@ -447,8 +446,8 @@ class Lab:
 
     def start_client(self, client: str) -> None:
         config = self.clients_dir / f"{client}.json"
-        proc = self.procs.start(f"client-{client}", self.host("client").namespace,
-                                [str(self.tools.xray), "run", "-c", str(config)])  # fmt: skip
+        argv = [str(self.tools.xray), "run", "-c", str(config)]
+        proc = self.procs.start(f"client-{client}", netns_argv(self.host("client").namespace, argv))
         port = SOCKS_PORTS[client]
         self._wait_started(proc, lambda: listening(proc.pid, port), f"client {client} on :{port}")
         self.clients[client] = proc
@@ -567,7 +566,7 @@ class Lab:
         )  # fmt: skip
         handle.close()
         loop = Loop(out, popen, count * interval + timeout + 10)
-        self.procs.started.append(Proc(f"loop-{name}", "client", argv, out, popen))
+        self.procs.started.append(Proc(f"loop-{name}", popen, out))
         return loop
 
     def bulk(self, client: str, url: str, timeout: float = 120) -> dict[str, Any]:
@@ -598,6 +597,7 @@ class Loop:
         wait_until(
             lambda: sum(1 for r in self.records() if r["ok"]) >= count,
             timeout=timeout,
+            interval=0.05,
             what=f"{count} successful attempts",
         )
 

@@ -69,7 +69,12 @@ class FakeBotApi:
         self._message_ids = itertools.count(1000)
         self._server = ThreadingHTTPServer(address, self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-bot-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-bot-api",
+            daemon=True,
+        )
 
     @property
     def base_url(self) -> str:

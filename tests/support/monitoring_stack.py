@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -179,69 +176,6 @@ def loopback_alertmanager_config(
     return config
 
 
-# ------------------------------------------------------------------------------------------ processes
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@dataclass
-class Procs:
-    """Processes this test started. Each runs in its own session: its PID is its process group id."""
-
-    work: Path
-    procs: list[Proc] = field(default_factory=list)
-
-    def start(
-        self,
-        name: str,
-        argv: Sequence[str | Path],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Proc:
-        log = self.work / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                [str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                env=dict(env) if env is not None else None, start_new_session=True,
-            )  # fmt: skip
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: Proc, sig: int = signal.SIGTERM) -> None:
-        if proc.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=10)
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.procs)):
-            self.stop(proc)
-
-
 # ------------------------------------------------------------------------------------------ webhook
 
 
@@ -300,7 +234,9 @@ class WebhookReceiver:
         self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self.port = int(self.server.server_address[1])
         self.url = f"http://{LOOPBACK}:{self.port}/alertmanager"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def since(self, index: int) -> list[Notification]:
         with self._lock:

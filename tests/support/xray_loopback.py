@@ -30,7 +30,8 @@ from cryptography.x509.oid import NameOID
 
 from ovpn.core.links import reality_client_settings, vless_outbound
 from ovpn.core.reality import generate_key_pair, generate_short_id
-from tests.support.waiting import LOOPBACK, free_port, port_open, wait_for
+from tests.support.procs import stop_child, wait_until
+from tests.support.waiting import LOOPBACK, free_port, port_open
 
 SERVER_NAME = "target.loopback.test"
 INBOUND_TAG = "vless-reality"
@@ -298,27 +299,22 @@ class XrayLoopback:
             _HttpServer((LOOPBACK, self.http_port), _BytesHandler),
         ):
             self._servers.append(server)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.start_server()
         self.client_proc = self._spawn("client", self.client_config())
         ports = [user.socks_port for user in self.users]
-        wait_for(lambda: all(port_open(p) for p in ports), timeout=10, what="the client's SOCKS ports")
+        wait_until(lambda: all(port_open(p) for p in ports), timeout=10, what="the client's SOCKS ports")
 
     def start_server(self) -> None:
         assert self.server_proc is None or self.server_proc.poll() is not None
         self.server_proc = self._spawn("server", self.server_config())
-        wait_for(lambda: port_open(self.api_port) and port_open(self.server_port), timeout=10,
+        wait_until(lambda: port_open(self.api_port) and port_open(self.server_port), timeout=10,
                  what="Xray server API and inbound")  # fmt: skip
 
     def stop_server(self) -> None:
-        if self.server_proc is not None and self.server_proc.poll() is None:
-            self.server_proc.terminate()
-            try:
-                self.server_proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.server_proc.kill()
-                self.server_proc.wait(timeout=10)
-        wait_for(lambda: not port_open(self.api_port), timeout=10, what="Xray API to close")
+        if self.server_proc is not None:
+            stop_child(self.server_proc)
+        wait_until(lambda: not port_open(self.api_port), timeout=10, what="Xray API to close")
 
     def restart_server(self) -> None:
         self.stop_server()
@@ -326,13 +322,8 @@ class XrayLoopback:
 
     def stop(self) -> None:
         for proc in (self.client_proc, self.server_proc):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            if proc is not None:
+                stop_child(proc)
         for server in self._servers:
             server.shutdown()
             server.server_close()

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.waiting import LOOPBACK, free_port, wait_for
+from tests.support.procs import wait_until
+from tests.support.waiting import LOOPBACK, free_port
 
 from ovpn.agent.main import Agent, AgentServer, serve
 
@@ -25,7 +26,7 @@ REQUEST_SECONDS = 1.0
 def server(tmp_path: Path) -> Iterator[AgentServer]:
     agent = Agent((LOOPBACK, free_port()), tmp_path / "agent", "token", poll_interval=3600, api_timeout=0.5)
     server = serve(agent, (LOOPBACK, free_port()), workers=WORKERS, request_seconds=REQUEST_SECONDS)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server
@@ -54,7 +55,7 @@ def test_idle_connections_hold_at_most_the_workers_and_a_request_is_still_served
     baseline = threading.active_count()
     idle = [connect(server) for _ in range(WORKERS + 1)]
     try:
-        wait_for(lambda: threading.active_count() - baseline == WORKERS, timeout=5,
+        wait_until(lambda: threading.active_count() - baseline == WORKERS, timeout=5,
                  what=f"{WORKERS} handler threads (not one per connection) for {len(idle)} idle connections")  # fmt: skip
         started = time.monotonic()
         with urllib.request.urlopen(f"http://{LOOPBACK}:{server.server_address[1]}/health", timeout=30) as r:
@@ -69,7 +70,7 @@ def test_idle_connections_hold_at_most_the_workers_and_a_request_is_still_served
     finally:
         for sock in idle:
             sock.close()
-    wait_for(lambda: threading.active_count() <= baseline, timeout=5, what="the workers to finish")
+    wait_until(lambda: threading.active_count() <= baseline, timeout=5, what="the workers to finish")
 
 
 def test_a_request_that_trickles_in_is_cut_off_at_the_deadline(server: AgentServer) -> None:

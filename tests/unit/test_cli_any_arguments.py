@@ -172,7 +172,8 @@ def pristine(
     yield tmp_path
 
 
-@settings(max_examples=int(os.environ.get("OVPN_CLI_FUZZ_EXAMPLES", "250")),
+# 100 invocations by default (a quick `pytest tests/unit`); ./scripts/test, which CI runs, asks for 250.
+@settings(max_examples=int(os.environ.get("OVPN_CLI_FUZZ_EXAMPLES", "100")),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(data=st.data())
 def test_no_traceback_and_a_refusal_changes_nothing(

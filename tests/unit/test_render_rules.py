@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.topology import BACKEND_1, BACKEND_2, NOW, PROXY, SOLO, lab_geodata, request
 
-from ovpn.core.model import RELAY_EMAIL, PoolMember, User
+from ovpn.core.model import RELAY_EMAIL, PoolMember, Server, User
 from ovpn.core.presets import PRESETS
 from ovpn.errors import OvpnError
 from ovpn.geodata.explain import explain_route, sniffed_names_reach_routing
@@ -43,11 +43,19 @@ def config_of(server: object, users: list[User]) -> dict[str, object]:
     return json.loads(bundle["xray/config.json"].content)  # type: ignore[no-any-return]
 
 
+@functools.cache
+def config_without_users(server: Server) -> dict[str, object]:
+    """`config_of(server, [])`, rendered once per server for the tests that only read it."""
+    return config_of(server, [])
+
+
 def clients(config: dict[str, object]) -> list[str]:
     return [c["email"] for c in config["inbounds"][0]["settings"]["clients"]]  # type: ignore[index]
 
 
-@settings(deadline=None, max_examples=50)  # each example renders three whole bundles
+# Each example renders three whole bundles (mostly the monitoring YAML, which this property does not read); 20
+# lists of up to 30 users cover every (enabled, expiry before / on / after today, none) combination many times.
+@settings(deadline=None, max_examples=20)
 @given(users_strategy)
 def test_exactly_the_active_users_are_admitted_and_the_relay_only_on_attached_backends(
     users: list[User],
@@ -65,7 +73,7 @@ def test_expiry_today_is_still_admitted_and_yesterday_is_not() -> None:
 
 
 def test_proxy_routes_preset_rules_in_order_then_everything_foreign() -> None:
-    config = config_of(PROXY, [])
+    config = config_without_users(PROXY)
     rules = config["routing"]["rules"]  # type: ignore[index]
     preset = PRESETS["ru"]
     preset_rules = [r for r in rules if r["outboundTag"] == "direct"]
@@ -77,16 +85,11 @@ def test_proxy_routes_preset_rules_in_order_then_everything_foreign() -> None:
 
 
 @pytest.mark.parametrize("server", [PROXY, SOLO, BACKEND_1], ids=lambda s: s.name)
-def test_no_server_routes_by_a_sniffed_name(server: object) -> None:
+def test_no_server_routes_by_a_sniffed_name(server: Server) -> None:
     """Issue 12 finding 11: with sniffing, a name in the SNI or Host would decide where a connection goes."""
-    inbound = config_of(server, [])["inbounds"][0]  # type: ignore[index]
+    inbound = config_without_users(server)["inbounds"][0]  # type: ignore[index]
     assert inbound["sniffing"] == {"enabled": False}
     assert not sniffed_names_reach_routing(inbound)
-
-
-@functools.cache
-def proxy_config() -> dict[str, object]:
-    return config_of(PROXY, [])
 
 
 _LAB_GEODATA = lab_geodata()
@@ -106,7 +109,7 @@ def test_a_foreign_address_goes_to_the_relay_whatever_name_the_client_sends(
 ) -> None:
     """The proxy's rendered routing, as Xray evaluates it, never sends an address outside the direct ranges
     out directly, whatever Russian name the connection carries in its SNI or Host."""
-    config = proxy_config()
+    config = config_without_users(PROXY)
     geodata = GeodataSet(_LAB_GEODATA.geosite, _LAB_GEODATA.geoip)
     sniffed = name if sniffed_names_reach_routing(config["inbounds"][0]) else None  # type: ignore[index]
     decision = explain_route(config["routing"]["rules"], str(address), geodata, port=port, sniffed=sniffed)  # type: ignore[index]
@@ -115,18 +118,18 @@ def test_a_foreign_address_goes_to_the_relay_whatever_name_the_client_sends(
 
 @pytest.mark.parametrize("server", [PROXY, SOLO, BACKEND_1], ids=lambda s: s.name)
 @pytest.mark.parametrize("address", ["0.0.0.0", "0.1.2.3", "127.0.0.1", "169.254.169.254", "::", "::1"])
-def test_every_address_of_the_host_itself_is_blocked(server: object, address: str) -> None:
+def test_every_address_of_the_host_itself_is_blocked(server: Server, address: str) -> None:
     """`0.0.0.0` and `::` are this host to a Linux connect(), like loopback (seen in the data-plane lab)."""
-    config = config_of(server, [])
+    config = config_without_users(server)
     geodata = GeodataSet(_LAB_GEODATA.geosite, _LAB_GEODATA.geoip)
     decision = explain_route(config["routing"]["rules"], address, geodata, port=10085)  # type: ignore[index]
     assert (decision.outbound, decision.rule_tag) == ("block", "guard-loopback")
 
 
 @pytest.mark.parametrize("server", [PROXY, SOLO, BACKEND_1], ids=lambda s: s.name)
-def test_direct_dials_names_only_through_a_resolver_that_drops_the_host_itself(server: object) -> None:
+def test_direct_dials_names_only_through_a_resolver_that_drops_the_host_itself(server: Server) -> None:
     """Routing never resolves a name (`AsIs`), so `direct` must not connect a name whose DNS says 127.0.0.1."""
-    config = config_of(server, [])
+    config = config_without_users(server)
     guard = next(r for r in config["routing"]["rules"] if r["ruleTag"] == "guard-loopback")  # type: ignore[index]
     assert config["dns"] == {"servers": [{"address": "localhost", "unexpectedIPs": guard["ip"]}]}
     direct = next(o for o in config["outbounds"] if o["tag"] == "direct")  # type: ignore[attr-defined]
@@ -135,7 +138,7 @@ def test_direct_dials_names_only_through_a_resolver_that_drops_the_host_itself(s
 
 
 def test_vpn_servers_send_everything_direct_except_the_host_guards() -> None:
-    config = config_of(SOLO, [])
+    config = config_without_users(SOLO)
     assert [o["tag"] for o in config["outbounds"]] == ["direct", "block"]  # type: ignore[attr-defined]
     assert {r["outboundTag"] for r in config["routing"]["rules"]} == {"block"}  # type: ignore[index]
 
