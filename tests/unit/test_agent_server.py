@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from tests.support.waiting import LOOPBACK, free_port, wait_for
 
-from ovpn.agent.main import Agent, AgentServer, serve
+from ovpn.agent.http_api import AgentServer, serve
+from ovpn.agent.service import Agent
 
 WORKERS = 4
 REQUEST_SECONDS = 1.0
