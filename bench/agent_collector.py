@@ -110,7 +110,7 @@ def main() -> None:
         enforce = timed(lambda: enforcer.enforce(), args.runs)
         reconcile = timed(lambda: enforcer.enforce(reconcile=True), args.runs)
 
-        from ovpn.agent.main import Agent
+        from ovpn.agent.service import Agent
 
         agent = Agent(("127.0.0.1", port), Path(tmp), "t")
         render = timed(agent.metrics_text, 3)

@@ -34,6 +34,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.conftest import missing_tool, tool_path
+from tests.support.exposition import sample
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.monitoring_stack import (
     WebhookReceiver,
@@ -206,11 +207,9 @@ def _start_agent(stack: Stack, lab: XrayLoopback) -> None:
     with urllib.request.urlopen(sync, timeout=30) as response:
         assert response.status == 200
     assert lab.download("alice", 200_000) == 200_000
+    alice_down = 'ovpn_agent_user_traffic_bytes_total{email="alice@global",direction="downlink"}'
     wait_until(
-        lambda: (
-            'ovpn_agent_user_traffic_bytes_total{email="alice@global"'
-            in http_get(f"http://{LOOPBACK}:{port}/metrics")
-        ),
+        lambda: sample(http_get(f"http://{LOOPBACK}:{port}/metrics"), alice_down) is not None,
         timeout=30,
         what="the agent to count alice's traffic",
     )

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.certs import make_cert, utc
+from tests.support.exposition import sample
 
 
 def free_port() -> int:
@@ -51,7 +52,7 @@ def test_health_is_degraded_but_served_while_xray_is_unreachable(tmp_path: Path)
     try:
         health = json.loads(get(base + "/health"))
         assert health["status"] == "degraded" and health["xray_api"]["up"] is False
-        assert "ovpn_agent_xray_api_up 0\n" in get(base + "/metrics").decode()
+        assert sample(get(base + "/metrics").decode(), "ovpn_agent_xray_api_up") == 0
         assert (tmp_path / "db").is_dir()
     finally:
         proc.terminate()
@@ -74,10 +75,10 @@ def test_cert_file_option_and_environment(tmp_path: Path) -> None:
             proc.terminate()
             proc.wait(timeout=10)
         if index < 2:
-            assert f"ovpn_agent_cert_expiry_timestamp_seconds {int(utc(2026, 2, 3).timestamp())}\n" in metrics
+            assert sample(metrics, "ovpn_agent_cert_expiry_timestamp_seconds") == utc(2026, 2, 3).timestamp()
             assert certificate["not_after"] == "2026-02-03T00:00:00Z" and certificate["path"] == str(cert)
         else:
-            assert "ovpn_agent_cert_expiry_timestamp_seconds 0\n" in metrics
-            assert 'ovpn_agent_cert_checks_total{result="not_configured"} 1\n' in metrics
+            assert sample(metrics, "ovpn_agent_cert_expiry_timestamp_seconds") == 0
+            assert sample(metrics, 'ovpn_agent_cert_checks_total{result="not_configured"}') == 1
             assert certificate == {"path": "/dev/null", "result": "not_configured", "not_before": None,
                                    "not_after": None, "error": None}  # fmt: skip

@@ -16,7 +16,8 @@ import pytest
 from tests.support.procs import wait_until
 from tests.support.waiting import LOOPBACK, free_port
 
-from ovpn.agent.main import Agent, AgentServer, serve
+from ovpn.agent.http_api import AgentServer, serve
+from ovpn.agent.service import Agent
 
 WORKERS = 4
 REQUEST_SECONDS = 1.0

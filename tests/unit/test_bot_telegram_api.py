@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from telegram.error import BadRequest, NetworkError
+from tests.support.exposition import sample
 from tests.support.fake_bot_api import FakeBotApi
 
 from ovpn.agent.metrics import Registry
@@ -86,10 +87,10 @@ def test_outbox_keeps_messages_while_telegram_fails() -> None:
 
     asyncio.run(scenario())
     assert delivered == [(1, "first"), (2, "first")]
-    text = "\n".join(metrics.render())
-    assert "ovpn_bot_messages_sent_total 2" in text
-    assert "ovpn_bot_messages_failed_total 3" in text
-    assert "ovpn_bot_messages_dropped_total 1" in text
+    text = metrics.render()
+    assert sample(text, "ovpn_bot_messages_sent_total") == 2
+    assert sample(text, "ovpn_bot_messages_failed_total") == 3
+    assert sample(text, "ovpn_bot_messages_dropped_total") == 1
 
 
 def test_outbox_drops_the_oldest_when_full() -> None:
@@ -97,4 +98,4 @@ def test_outbox_drops_the_oldest_when_full() -> None:
     outbox = Outbox(lambda chat_id, text: asyncio.sleep(0), metrics, limit=2)
     outbox.put([1, 2, 3], "x")
     assert len(outbox) == 2
-    assert "ovpn_bot_messages_dropped_total 1" in "\n".join(metrics.render())
+    assert sample(metrics.render(), "ovpn_bot_messages_dropped_total") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from ovpn.agent.main import parse_policies
+from ovpn.agent.checks import parse_policies
 from ovpn.core.model import DEFAULT_QUOTA_BYTES, User
 from ovpn.ops.agent_client import user_policy
 

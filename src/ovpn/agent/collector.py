@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ovpn.agent.metrics import Registry
-from ovpn.agent.store import CycleWrite, Store
-from ovpn.agent.xray_api import USER_COUNTER_PREFIX, XrayApi, XrayApiError
+from ovpn.agent.counters import USER_COUNTER_PREFIX
+from ovpn.agent.store import CycleWrite
+from ovpn.agent.worker import XrayWorker
+from ovpn.agent.xray_api import XrayApiError
 from ovpn.core.model import AGENT_MARKER_EMAIL
 
 log = logging.getLogger("ovpn-agent.collector")
 
 GENERATION_KEY = "xray_generation"
 SPIKE_BYTES = 1024**3
-
-Clock = Callable[[], float]
 
 
 @dataclass
@@ -63,27 +61,14 @@ class CollectResult:
         }
 
 
-class Collector:
+@dataclass(eq=False)
+class Collector(XrayWorker):
     """One collection at a time (`lock` is shared with every other state-changing path of the agent)."""
 
-    def __init__(
-        self,
-        store: Store,
-        api: XrayApi,
-        *,
-        inbound_tag: str,
-        lock: threading.RLock,
-        metrics: Registry,
-        clock: Clock = time.time,
-        fault: Callable[[str], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.api = api
-        self.inbound_tag = inbound_tag
-        self.lock = lock
-        self.metrics = metrics
-        self.clock = clock
-        self.fault = fault
+    fault: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        metrics = self.metrics
         for result in ("success", "error", "retry"):
             metrics.declare_counter(
                 "ovpn_agent_collector_runs_total", "Collections by result.", {"result": result}

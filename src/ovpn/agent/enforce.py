@@ -16,19 +16,14 @@ config the policy was not synced for yet) and the collector's marker are never t
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ovpn.agent.metrics import Registry
-from ovpn.agent.store import Policy, Store
-from ovpn.agent.xray_api import XrayApi, XrayApiError
+from ovpn.agent.store import Policy
+from ovpn.agent.worker import XrayWorker
+from ovpn.agent.xray_api import XrayApiError
 from ovpn.core.model import AGENT_MARKER_EMAIL
 
 log = logging.getLogger("ovpn-agent.enforce")
-
-Clock = Callable[[], float]
 
 
 @dataclass
@@ -51,25 +46,10 @@ class EnforceResult:
         }
 
 
-class Enforcer:
-    def __init__(
-        self,
-        store: Store,
-        api: XrayApi,
-        *,
-        inbound_tag: str,
-        lock: threading.RLock,
-        metrics: Registry,
-        clock: Clock = time.time,
-    ) -> None:
-        self.store = store
-        self.api = api
-        self.inbound_tag = inbound_tag
-        self.lock = lock
-        self.metrics = metrics
-        self.clock = clock
-        # email -> whether Xray has the user, as far as the agent knows; None means "reconcile first".
-        self.runtime: dict[str, bool] | None = None
+@dataclass(eq=False)
+class Enforcer(XrayWorker):
+    # email -> whether Xray has the user, as far as the agent knows; None means "reconcile first".
+    runtime: dict[str, bool] | None = field(default=None, init=False)
 
     # ------------------------------------------------------------------ runtime operations
 

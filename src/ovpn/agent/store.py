@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ovpn.agent.counters import parse_user_counter
 from ovpn.core.model import DEFAULT_QUOTA_BYTES, MAX_QUOTA_BYTES
 
 DB_NAME = "stats.db"
@@ -98,6 +99,15 @@ def expiry_cutoff(expiry: str | None) -> float | None:
     return datetime.combine(
         date.fromisoformat(expiry) + timedelta(days=1), datetime.min.time(), UTC
     ).timestamp()
+
+
+EXPIRING_SECONDS = 2 * 86400
+
+
+def expiring_soon(expiry: str | None, now: float) -> bool:
+    """Whether a user with this expiry date expires within two days from `now` (and has not expired yet)."""
+    cutoff = expiry_cutoff(expiry)
+    return cutoff is not None and now < cutoff and cutoff - now <= EXPIRING_SECONDS
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,7 @@ class Store:
             resets = 0
             moved: list[tuple[str, int, float]] = []
             for name, value in cycle.counters.items():
-                key = _split(name)
+                key = parse_user_counter(name)
                 if key is None:
                     continue
                 previous = positions.get(name)
@@ -264,7 +274,7 @@ class Store:
             self.set_meta(db, "last_collect_at", repr(cycle.now))
             if resets or (cycle.fresh and had_generation):
                 self.set_meta(db, "last_reset_at", repr(cycle.now))
-        users_seen = len({key[0] for key in map(_split, cycle.counters) if key is not None})
+        users_seen = len({key[0] for key in map(parse_user_counter, cycle.counters) if key is not None})
         return CycleOutcome(deltas, resets, users_seen)
 
     def prune(self, now: float) -> None:
@@ -371,18 +381,6 @@ class Store:
                 "reset_at = excluded.reset_at, reset_day = excluded.reset_day, reset_offset = excluded.reset_offset",
                 (email, now, day, int(row[0])),
             )
-
-
-def _split(name: str) -> tuple[str, str] | None:
-    parts = name.split(">>>")
-    if (
-        len(parts) != 4
-        or parts[0] != "user"
-        or parts[2] != "traffic"
-        or parts[3] not in ("uplink", "downlink")
-    ):
-        return None
-    return parts[1], parts[3]
 
 
 def now_seconds() -> float:

@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 
 import grpc
 
+from ovpn.agent.counters import USER_COUNTER_PREFIX, parse_user_counter
 from ovpn.agent.xray_pb.app.proxyman.command import command_pb2 as handler_pb
 from ovpn.agent.xray_pb.app.proxyman.command import command_pb2_grpc as handler_grpc
 from ovpn.agent.xray_pb.app.stats.command import command_pb2 as stats_pb
@@ -24,7 +25,6 @@ from ovpn.agent.xray_pb.common.serial import typed_message_pb2
 from ovpn.agent.xray_pb.proxy.vless import account_pb2
 
 VISION_FLOW = "xtls-rprx-vision"
-USER_COUNTER_PREFIX = "user>>>"
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
 _CHANNEL_OPTIONS = [
@@ -66,19 +66,6 @@ class RuntimeUser:
 def _typed(message: object, type_name: str) -> typed_message_pb2.TypedMessage:
     serialize: Callable[[], bytes] = message.SerializeToString  # type: ignore[attr-defined]
     return typed_message_pb2.TypedMessage(type=type_name, value=serialize())
-
-
-def parse_user_counter(name: str) -> tuple[str, str] | None:
-    """`user>>>EMAIL>>>traffic>>>uplink` -> (EMAIL, "uplink"); anything else -> None."""
-    parts = name.split(">>>")
-    if (
-        len(parts) != 4
-        or parts[0] != "user"
-        or parts[2] != "traffic"
-        or parts[3] not in ("uplink", "downlink")
-    ):
-        return None
-    return parts[1], parts[3]
 
 
 class XrayApi:
@@ -172,34 +159,33 @@ class XrayApi:
         self, tag: str, email: str, uuid: str, *, flow: str = VISION_FLOW, level: int = 0
     ) -> Literal["added", "exists"]:
         """Add a VLESS user to the inbound `tag` at runtime; an email Xray already has is not an error."""
-        _, handler = self._stubs()
         account = _typed(account_pb2.Account(id=uuid, flow=flow), "xray.proxy.vless.Account")
         operation = handler_pb.AddUserOperation(user=user_pb2.User(level=level, email=email, account=account))
-        request = handler_pb.AlterInboundRequest(
-            tag=tag, operation=_typed(operation, "xray.app.proxyman.command.AddUserOperation")
-        )
-        try:
-            self._call("AlterInbound(add)", lambda: handler.AlterInbound(request, timeout=self.timeout))
-        except XrayApiError as e:
-            if not e.unreachable and "already exists" in e.detail:
-                return "exists"
-            raise
-        return "added"
+        typed = _typed(operation, "xray.app.proxyman.command.AddUserOperation")
+        done = self._alter_inbound(tag, "add", typed, already="already exists")
+        return "added" if done else "exists"
 
     def remove_user(self, tag: str, email: str) -> Literal["removed", "absent"]:
         """Remove a user from the inbound `tag` at runtime; a user Xray does not have is not an error."""
-        _, handler = self._stubs()
         operation = handler_pb.RemoveUserOperation(email=email)
-        request = handler_pb.AlterInboundRequest(
-            tag=tag, operation=_typed(operation, "xray.app.proxyman.command.RemoveUserOperation")
-        )
+        typed = _typed(operation, "xray.app.proxyman.command.RemoveUserOperation")
+        done = self._alter_inbound(tag, "remove", typed, already="not found")
+        return "removed" if done else "absent"
+
+    def _alter_inbound(
+        self, tag: str, verb: str, operation: typed_message_pb2.TypedMessage, *, already: str
+    ) -> bool:
+        """Run one AlterInbound operation: True when it changed Xray, False when Xray answered with `already` in
+        its error (the user was there already, or was not there to remove)."""
+        _, handler = self._stubs()
+        request = handler_pb.AlterInboundRequest(tag=tag, operation=operation)
         try:
-            self._call("AlterInbound(remove)", lambda: handler.AlterInbound(request, timeout=self.timeout))
+            self._call(f"AlterInbound({verb})", lambda: handler.AlterInbound(request, timeout=self.timeout))
         except XrayApiError as e:
-            if not e.unreachable and "not found" in e.detail:
-                return "absent"
+            if not e.unreachable and already in e.detail:
+                return False
             raise
-        return "removed"
+        return True
 
     def inbound_users(self, tag: str) -> dict[str, RuntimeUser]:
         """The users the inbound `tag` has right now, by lower-cased email (Xray compares emails that way)."""

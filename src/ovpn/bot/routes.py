@@ -51,7 +51,7 @@ def metrics_text(rt: Runtime) -> str:
     m.gauge("ovpn_bot_telegram_consecutive_failures", "Bot API requests failed in a row.",
             rt.health.consecutive_failures)  # fmt: skip
     m.gauge("ovpn_bot_outbox_pending", "Notifications waiting to be delivered.", len(rt.outbox))
-    return "\n".join(m.render()) + "\n"
+    return m.render()
 
 
 def _json(body: bytes) -> object:
@@ -79,7 +79,9 @@ def make_handler(rt: Runtime, webhook_token: str) -> Handler:
     for status in ("firing", "resolved"):
         rt.metrics.declare_counter("ovpn_bot_alerts_received_total", "Alerts received from Alertmanager.",
                                    {"status": status})  # fmt: skip
-    rt.metrics.declare_counter("ovpn_bot_events_received_total", "ovpn events received.")
+    rt.metrics.declare_counter(
+        "ovpn_bot_events_received_total", "ovpn events received.", label_names=("kind",)
+    )
     for path in AUTHENTICATED:
         rt.metrics.declare_counter(UNAUTHORIZED_METRIC, UNAUTHORIZED_HELP, {"path": path})
 

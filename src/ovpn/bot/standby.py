@@ -32,7 +32,7 @@ def listen_address(env: Mapping[str, str]) -> tuple[str, int]:
 def metrics_text() -> str:
     m = Registry()
     process_gauges(m, configured=False)
-    return "\n".join(m.render()) + "\n"
+    return m.render()
 
 
 def make_handler(reason: str) -> Handler:

@@ -1,4 +1,5 @@
-"""The binary wheels the agent's image needs besides ovpn's own (gRPC for Xray's API), for the host's platform.
+"""The wheels the agent's image needs besides ovpn's own (gRPC for Xray's API, prometheus-client for /metrics),
+for the host's platform.
 
 Hosts have no package index: the operator machine downloads these wheels once per platform (CPU architecture of
 the host, Python version of the agent's base image) with its own pip, keeps them in the data directory, and every
@@ -28,11 +29,13 @@ from ovpn.remote.base import Remote
 
 # Pinned, with every transitive dependency (pip runs with --no-deps): the bundle (and so its hash) must not
 # change when the index publishes a new release. The generated Xray stubs (scripts/gen-xray-protos) need
-# grpcio >= 1.85.1 and protobuf >= 7.35.1, < 8. The same image runs ovpn-telegram-bot, whose pins follow.
+# grpcio >= 1.85.1 and protobuf >= 7.35.1, < 8; prometheus-client serves /metrics (the agent's and the bot's).
+# The same image runs ovpn-telegram-bot, whose pins follow.
 AGENT_REQUIREMENTS = (
     "grpcio==1.85.1",
     "protobuf==7.36.2",
     "typing-extensions==4.16.0",
+    "prometheus-client==0.26.0",
     "python-telegram-bot==22.8",
     "httpx==0.28.1",
     "httpcore==1.0.9",
