@@ -56,6 +56,7 @@ from tests.support.waiting import LOOPBACK, free_port, port_open
 from tests.support.xray_loopback import LabUser, XrayLoopback, xray_loopback
 
 from ovpn.core.model import TelegramSettings
+from ovpn.core.names import POOL_BACKEND
 from ovpn.render.monitoring.grafana import panel_exprs
 from ovpn.render.monitoring.render import (
     ALERT_RULES,
@@ -74,7 +75,6 @@ from ovpn.render.monitoring.spec import (
     JOB_PROMETHEUS,
     WEBHOOK_TOKEN_FILE,
 )
-from ovpn.render.names import POOL_BACKEND
 from ovpn.render.server_bundle import RenderRequest, render_server_bundle
 
 pytestmark = pytest.mark.integration

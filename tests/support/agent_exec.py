@@ -9,8 +9,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from ovpn.core.names import AGENT_CONTAINER, AGENT_PORT
 from ovpn.remote.base import RemoteResult
-from ovpn.render.names import AGENT_CONTAINER, AGENT_PORT
 
 EXEC_PREFIX = ("docker", "exec", "-i", AGENT_CONTAINER, "python3", "-c")
 

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ovpn.render.names import HAPROXY_METRICS_PORT, RELAY_PORT
+from ovpn.core.names import HAPROXY_METRICS_PORT, RELAY_PORT
 from tests.support.waiting import LOOPBACK
 
 # The rendered `for:` durations are divided by this, with the scrape and evaluation interval (30 s -> 1 s).

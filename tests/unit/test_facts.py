@@ -9,7 +9,7 @@ import pytest
 from tests.support.fake_remote import Reply, ScriptedRemote
 from tests.support.topology import BACKEND_1, RELAY_UUID
 
-from ovpn.core.names import RELEASE_MARKER, RUNTIME_DIR
+from ovpn.core.names import AGENT_HEALTH_URL, RELEASE_MARKER, RUNTIME_DIR
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
 from ovpn.facts.compose import Container, containers_of, logs_tail, parse_ps, services
@@ -148,4 +148,4 @@ def test_agent_health_status() -> None:
     remote = ScriptedRemote().on(
         "docker", "exec", reply=Reply(stderr="Error: No such container: ovpn-agent", code=1)
     )
-    assert gather(remote, agent.fetch_in_agent(agent.AGENT_HEALTH_URL)) is None
+    assert gather(remote, agent.fetch_in_agent(AGENT_HEALTH_URL)) is None

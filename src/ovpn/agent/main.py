@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ovpn import __version__
+from ovpn.core.names import AGENT_PORT, XRAY_API_PORT
 
 # The console script imports this module first: without the agent extra, say what to install in one line.
 AGENT_EXTRA_MODULES = {"grpc", "google", "google.protobuf", "typing_extensions", "prometheus_client"}
@@ -48,8 +49,12 @@ def read_token(env: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ovpn-agent", description=__doc__)
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 9090), help="HOST:PORT to serve on")
-    parser.add_argument("--xray-api", type=host_port, default=("127.0.0.1", 10085), help="Xray API HOST:PORT")
+    parser.add_argument(
+        "--listen", type=host_port, default=("127.0.0.1", AGENT_PORT), help="HOST:PORT to serve on"
+    )
+    parser.add_argument(
+        "--xray-api", type=host_port, default=("127.0.0.1", XRAY_API_PORT), help="Xray API HOST:PORT"
+    )
     parser.add_argument("--db-path", type=Path, default=Path("/var/lib/ovpn-agent"), help="data directory")
     parser.add_argument("--inbound-tag", default=DEFAULT_INBOUND_TAG, help="the VLESS inbound users live in")
     parser.add_argument("--poll-interval", type=float,

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 
+from ovpn.core.names import AGENT_CONTAINER
 from ovpn.facts.base import Fact
 from ovpn.remote.base import RemoteResult
-from ovpn.render.names import AGENT_CONTAINER, AGENT_PORT, HAPROXY_METRICS_PORT
-
-AGENT_HEALTH_URL = f"http://127.0.0.1:{AGENT_PORT}/health"
-HAPROXY_METRICS_URL = f"http://haproxy:{HAPROXY_METRICS_PORT}/metrics"
 
 
 def _body(result: RemoteResult) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ovpn.render.names import POOL_BACKEND
+from ovpn.core.names import POOL_BACKEND
 
 
 def pool_states(metrics: str) -> dict[str, str]:

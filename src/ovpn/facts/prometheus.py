@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from ovpn.core.names import PROMETHEUS_PORT
 from ovpn.errors import OvpnError
 from ovpn.facts.base import Fact
 from ovpn.facts.compose import compose_argv
 from ovpn.remote.base import RemoteResult
-from ovpn.render.monitoring.spec import PROMETHEUS_PORT
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ovpn.core.model import DEFAULT_QUOTA_BYTES, User
+from ovpn.core.names import AGENT_CONTAINER, AGENT_PORT
 from ovpn.errors import OvpnError
 from ovpn.ops.host import Host
-from ovpn.render.names import AGENT_CONTAINER, AGENT_PORT
 
 # Runs inside the agent container (it has Python, the token in its environment, and the agent on loopback).
 AGENT_CALL = f"""

@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ovpn.core.model import RELAY_EMAIL, Server
-from ovpn.core.names import KEPT_ON_HOST, RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR, RUNTIME_SERVICES
+from ovpn.core.names import (
+    AGENT_HEALTH_URL,
+    HAPROXY_METRICS_URL,
+    KEPT_ON_HOST,
+    RELEASE_MARKER,
+    RELEASES_DIR,
+    RUNTIME_DIR,
+    RUNTIME_SERVICES,
+)
 from ovpn.errors import OvpnError
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
@@ -265,12 +273,12 @@ def health_gate(
             ).ok  # fmt: skip
             checks.append(GateCheck(f"xray listens on {server.port}", listening,
                                     "accepting" if listening else "no listener"))  # fmt: skip
-            health_doc = gather(host.ssh, agent.fetch_in_agent(agent.AGENT_HEALTH_URL))
+            health_doc = gather(host.ssh, agent.fetch_in_agent(AGENT_HEALTH_URL))
             api_up = agent.agent_status(health_doc) == "ok"
             checks.append(GateCheck("agent healthy", api_up, "Xray API answers" if api_up else
                                     f"agent says {health_doc}"))  # fmt: skip
             if server.is_proxy and expect_backend_up:
-                metrics = gather(host.ssh, agent.fetch_in_agent(agent.HAPROXY_METRICS_URL)) or ""
+                metrics = gather(host.ssh, agent.fetch_in_agent(HAPROXY_METRICS_URL)) or ""
                 up = "UP" in pool_states(metrics).values()
                 checks.append(GateCheck("haproxy backend UP", up, "at least one backend UP" if up else
                                         "no backend UP"))  # fmt: skip

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from ovpn.core.model import RELAY_EMAIL, Server
-from ovpn.core.names import RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR
+from ovpn.core.names import AGENT_HEALTH_URL, HAPROXY_METRICS_URL, RELEASE_MARKER, RELEASES_DIR, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
@@ -131,7 +131,7 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
         checks.append(Check("xray config test", "pass" if tested.ok else "fail",
                             "Configuration OK" if tested.ok else tested.last_line or "failed",
                             "" if tested.ok else f"ovpn deploy {server.name} --force"))  # fmt: skip
-    status = agent.agent_status(gather(ssh, agent.fetch_in_agent(agent.AGENT_HEALTH_URL)))
+    status = agent.agent_status(gather(ssh, agent.fetch_in_agent(AGENT_HEALTH_URL)))
     checks.append(Check("agent health", "pass" if status == "ok" else "fail",
                         f"agent: {status}" if status else "the agent does not answer",
                         "" if status == "ok" else f"ovpn server logs {server.name} --service ovpn-agent"))  # fmt: skip
@@ -152,7 +152,7 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
             "" if has else f"redeploy this backend first: ovpn deploy {server.name}; then the proxy",
         ))  # fmt: skip
     if server.is_proxy:
-        states = pool_states(gather(ssh, agent.fetch_in_agent(agent.HAPROXY_METRICS_URL)) or "")
+        states = pool_states(gather(ssh, agent.fetch_in_agent(HAPROXY_METRICS_URL)) or "")
         up = sorted(n for n, s in states.items() if s == "UP")
         if not states:
             checks.append(

@@ -18,13 +18,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ovpn.core.model import TelegramSettings
-from ovpn.core.names import BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR
+from ovpn.core.names import BOT_PORT, BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops import bot_webhook, monitor
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployResult, deploy
 from ovpn.ops.host import Host, connect
-from ovpn.render.monitoring.spec import BOT_PORT, WEBHOOK_TOKEN_BOT_MOUNT
+from ovpn.render.monitoring.spec import WEBHOOK_TOKEN_BOT_MOUNT
 
 Progress = Callable[[str], None]
 TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{30,100}$")

@@ -8,8 +8,7 @@ from typing import Any
 import yaml
 
 from ovpn.core.model import Server, TelegramSettings
-from ovpn.render.images import SERVICES, env_var
-from ovpn.render.names import (
+from ovpn.core.names import (
     AGENT_CONTAINER,
     AGENT_HOST_PORT,
     AGENT_PORT,
@@ -19,8 +18,8 @@ from ovpn.render.names import (
     RELAY_PORT,
     XRAY_API_PORT,
     XRAY_CONTAINER,
-    json_file_logging,
 )
+from ovpn.render.images import SERVICES, env_var
 
 PROJECT = "ovpn"
 AGENT_DATA_VOLUME = "ovpn-agent-data"
@@ -33,6 +32,11 @@ AGENT_PROBE = (
 # which the agent reads as "not configured" (an empty file).
 AGENT_CERT_PATH = "/etc/ovpn-agent/cert.pem"
 AGENT_CERT_MOUNT = f"${{OVPN_AGENT_CERT_FILE:-/dev/null}}:{AGENT_CERT_PATH}:ro"
+
+
+def json_file_logging() -> dict[str, Any]:
+    """A fresh dict per service (so the YAML has no anchors): bounded json-file logs."""
+    return {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
 
 
 def _service(image_service: str, container: str, **fields: Any) -> dict[str, Any]:

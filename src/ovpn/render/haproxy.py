@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ovpn.core.model import PoolMember
-from ovpn.render.names import HAPROXY_METRICS_PORT, POOL_BACKEND, POOL_FRONTEND, RELAY_PORT
+from ovpn.core.names import HAPROXY_METRICS_PORT, POOL_BACKEND, POOL_FRONTEND, RELAY_PORT
 from ovpn.render.xray import CONN_IDLE_SECONDS
 
 

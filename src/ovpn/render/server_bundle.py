@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ovpn.core.model import PoolMember, Server, TelegramSettings, User
+from ovpn.core.names import XRAY_GID
 from ovpn.core.pool import require_parity
 from ovpn.core.presets import PRESETS
 from ovpn.core.users import require_distinct_identities
@@ -18,7 +19,6 @@ from ovpn.render.compose import render_agent_dockerfile, render_compose, render_
 from ovpn.render.haproxy import render_haproxy_config
 from ovpn.render.images import resolve_images
 from ovpn.render.monitoring import MonitoringSpec, render_monitoring
-from ovpn.render.names import XRAY_GID
 from ovpn.render.xray import render_xray_config
 
 

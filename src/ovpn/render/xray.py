@@ -23,14 +23,31 @@ from typing import Any
 
 from ovpn.core.links import FLOW, reality_client_settings, vless_outbound
 from ovpn.core.model import CLIENT_INBOUND_TAG, RELAY_EMAIL, Server, User
+from ovpn.core.names import (
+    AGENT_HOST_PORT,
+    AGENT_PORT,
+    ALERTMANAGER_PORT,
+    BOT_HOST_PORT,
+    BOT_PORT,
+    CADVISOR_PORT,
+    GRAFANA_PORT,
+    HAPROXY_METRICS_PORT,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    RELAY_PORT,
+    XRAY_API_PORT,
+)
 from ovpn.core.presets import Preset
-from ovpn.render.names import RELAY_PORT, XRAY_API_PORT
 
 RELAY_HOST = "haproxy"
 CONN_IDLE_SECONDS = 300
 
-# Ports of the host's own services on the compose network; a client must never reach them through the VPN.
-INTERNAL_PORTS = "3000,8080,8404,9090,9093,9100,10085,15443,19000,19001"
+# Ports of the host's own services on the compose network and on its loopback; a client must never reach them
+# through the VPN.
+INTERNAL_PORTS = ",".join(str(port) for port in sorted({
+    GRAFANA_PORT, CADVISOR_PORT, BOT_PORT, HAPROXY_METRICS_PORT, PROMETHEUS_PORT, AGENT_PORT, ALERTMANAGER_PORT,
+    NODE_EXPORTER_PORT, XRAY_API_PORT, RELAY_PORT, AGENT_HOST_PORT, BOT_HOST_PORT,
+}))  # fmt: skip
 # The host itself on any port: `0.0.0.0` and `::` also mean this host to a Linux connect().
 THIS_HOST = ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "::/128", "::1/128", "fe80::/10")
 PRIVATE_NETWORKS = (

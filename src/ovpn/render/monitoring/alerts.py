@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ovpn.core.names import (
+    AGENT_CONTAINER,
+    HAPROXY_CONTAINER,
+    HAPROXY_METRICS_PORT,
+    POOL_BACKEND,
+    XRAY_CONTAINER,
+)
 from ovpn.render.monitoring.spec import (
     JOB_AGENT,
     JOB_BOT,
@@ -20,13 +27,6 @@ from ovpn.render.monitoring.spec import (
     JOB_NODE_EXPORTER,
     MONITORING_CONTAINERS,
     MonitoringSpec,
-)
-from ovpn.render.names import (
-    AGENT_CONTAINER,
-    HAPROXY_CONTAINER,
-    HAPROXY_METRICS_PORT,
-    POOL_BACKEND,
-    XRAY_CONTAINER,
 )
 
 Severity = Literal["critical", "warning"]

@@ -9,38 +9,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovpn.render.monitoring.spec import (
+from ovpn.core.names import (
+    AGENT_PORT,
     ALERTMANAGER_PORT,
-    BOT_HOST_BINDING,
     BOT_PORT,
+    BOT_TOKEN_FILE,
     CADVISOR_PORT,
-    GRAFANA_HOST_BINDING,
     GRAFANA_PORT,
-    IMAGE_VARIABLES,
-    MONITORING_CONTAINERS,
+    HAPROXY_CONTAINER,
+    HAPROXY_METRICS_PORT,
+    NETWORK,
     NODE_EXPORTER_PORT,
     PROMETHEUS_PORT,
+    XRAY_CONTAINER,
+)
+from ovpn.render.compose import json_file_logging
+from ovpn.render.monitoring.spec import (
+    BOT_HOST_BINDING,
+    GRAFANA_HOST_BINDING,
+    IMAGE_VARIABLES,
+    MONITORING_CONTAINERS,
     WEBHOOK_TOKEN_ALERTMANAGER_MOUNT,
     WEBHOOK_TOKEN_BOT_MOUNT,
     WEBHOOK_TOKEN_FILE,
     WEBHOOK_TOKEN_GID,
     MonitoringSpec,
 )
-from ovpn.render.names import (
-    AGENT_PORT,
-    HAPROXY_CONTAINER,
-    HAPROXY_METRICS_PORT,
-    NETWORK,
-    XRAY_CONTAINER,
-    json_file_logging,
-)
 
 PROMETHEUS_VOLUME = "ovpn-prometheus-data"
 ALERTMANAGER_VOLUME = "ovpn-alertmanager-data"
 GRAFANA_VOLUME = "ovpn-grafana-data"
 
-# Paths of the bot token file, not a token.
-TOKEN_FILE = "monitoring/secrets/telegram_bot_token"  # noqa: S105
+# Where the bot sees its token file (a path, not a token).
 TOKEN_MOUNT = "/run/secrets/telegram_bot_token"  # noqa: S105
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -205,7 +205,7 @@ def compose_document(spec: MonitoringSpec) -> dict[str, Any]:
         },
         ports=[f"{BOT_HOST_BINDING}:{BOT_PORT}"],
         volumes=[
-            f"./{TOKEN_FILE}:{TOKEN_MOUNT}:ro",
+            f"./{BOT_TOKEN_FILE}:{TOKEN_MOUNT}:ro",
             f"./{WEBHOOK_TOKEN_FILE}:{WEBHOOK_TOKEN_BOT_MOUNT}:ro",
             f"{DOCKER_SOCKET}:{DOCKER_SOCKET}",
         ],

@@ -7,6 +7,7 @@ data". On the `haproxy` job the exporter's `server` label is called `backend` (s
 
 from __future__ import annotations
 
+from ovpn.core.names import AGENT_CONTAINER, HAPROXY_CONTAINER, POOL_BACKEND, POOL_FRONTEND, XRAY_CONTAINER
 from ovpn.render.monitoring.grafana import (
     BLUE,
     GREEN,
@@ -32,7 +33,6 @@ from ovpn.render.monitoring.spec import (
     MONITORING_CONTAINERS,
     MonitoringSpec,
 )
-from ovpn.render.names import AGENT_CONTAINER, HAPROXY_CONTAINER, POOL_BACKEND, POOL_FRONTEND, XRAY_CONTAINER
 
 HOST_CPUS = 'scalar(count(node_cpu_seconds_total{mode="idle"}))'
 HOST_MEMORY = "scalar(sum(node_memory_MemTotal_bytes))"

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovpn.render.monitoring.spec import (
+from ovpn.core.names import (
+    AGENT_PORT,
     ALERTMANAGER_PORT,
     BOT_PORT,
     CADVISOR_PORT,
+    HAPROXY_METRICS_PORT,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+)
+from ovpn.render.monitoring.spec import (
     JOB_AGENT,
     JOB_ALERTMANAGER,
     JOB_BOT,
@@ -21,11 +27,8 @@ from ovpn.render.monitoring.spec import (
     JOB_HAPROXY,
     JOB_NODE_EXPORTER,
     JOB_PROMETHEUS,
-    NODE_EXPORTER_PORT,
-    PROMETHEUS_PORT,
     MonitoringSpec,
 )
-from ovpn.render.names import AGENT_PORT, HAPROXY_METRICS_PORT
 
 SCRAPE_INTERVAL = "30s"
 RULES_GLOB = "/etc/prometheus/rules/*.yml"

@@ -7,15 +7,15 @@ from typing import Any
 
 import yaml
 
+from ovpn.core.names import BOT_TOKEN_FILE, PROMETHEUS_PORT
 from ovpn.render.bundle import Bundle, BundleFile
 from ovpn.render.monitoring.alertmanager import alertmanager_document
 from ovpn.render.monitoring.alerts import rules_document
-from ovpn.render.monitoring.compose import TOKEN_FILE, compose_document
+from ovpn.render.monitoring.compose import compose_document
 from ovpn.render.monitoring.dashboards import dashboards
 from ovpn.render.monitoring.prometheus import SCRAPE_INTERVAL, prometheus_document
 from ovpn.render.monitoring.spec import (
     DATASOURCE_UID,
-    PROMETHEUS_PORT,
     WEBHOOK_TOKEN_FILE,
     WEBHOOK_TOKEN_GID,
     MonitoringSpec,
@@ -30,7 +30,6 @@ GRAFANA_DATASOURCE = "monitoring/grafana/provisioning/datasources/prometheus.yml
 GRAFANA_PROVIDER = "monitoring/grafana/provisioning/dashboards/dashboards.yml"
 DASHBOARD_DIR = "monitoring/grafana/dashboards"
 DASHBOARD_MOUNT = "/var/lib/grafana/dashboards"
-BOT_TOKEN = TOKEN_FILE
 
 
 def _yaml(spec: MonitoringSpec, document: dict[str, Any]) -> BundleFile:
@@ -93,7 +92,7 @@ def render_monitoring(spec: MonitoringSpec) -> Bundle:
     for name, dashboard in dashboards(spec).items():
         bundle[f"{DASHBOARD_DIR}/{name}"] = _json(dashboard.to_json())
     # Empty in the bundle; a deploy keeps the live token that `server monitor telegram-setup` wrote.
-    bundle[BOT_TOKEN] = BundleFile(b"", 0o600)
+    bundle[BOT_TOKEN_FILE] = BundleFile(b"", 0o600)
     # Deployed as rendered (never kept from the host): readable by root (the bot) and Alertmanager's group only.
     bundle[WEBHOOK_TOKEN_FILE] = BundleFile(spec.webhook_token.encode(), 0o640, WEBHOOK_TOKEN_GID)
     return bundle

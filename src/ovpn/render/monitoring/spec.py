@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 from ovpn.core import validation
 from ovpn.core.model import ROLES, Role
+from ovpn.core.names import (
+    BOT_HOST_PORT,
+    BOT_PORT,
+    GRAFANA_PORT,
+)
 from ovpn.errors import OvpnError
 from ovpn.render.images import env_var
 
@@ -33,17 +38,9 @@ MONITORING_CONTAINERS: Mapping[str, str] = {
     "ovpn-telegram-bot": "ovpn-telegram-bot",
 }
 
-# Ports inside the compose network.
-PROMETHEUS_PORT = 9090
-ALERTMANAGER_PORT = 9093
-GRAFANA_PORT = 3000
-NODE_EXPORTER_PORT = 9100
-CADVISOR_PORT = 8080
-BOT_PORT = 8080
-
 # Loopback bindings on the host.
 GRAFANA_HOST_BINDING = f"127.0.0.1:{GRAFANA_PORT}"
-BOT_HOST_BINDING = "127.0.0.1:19001"
+BOT_HOST_BINDING = f"127.0.0.1:{BOT_HOST_PORT}"
 
 
 # Scrape job names.
