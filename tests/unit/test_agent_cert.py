@@ -199,9 +199,13 @@ def test_the_check_runs_at_most_every_interval_and_publishes_metrics(tmp_path: P
     )
     cert.write_text("broken")
     clock.now += 599
-    assert not check.check_if_due() and check.status.result == "ok"
+    assert not check.check_if_due()
+    before = check.status
+    assert before.result == "ok"
     clock.now += 1
-    assert check.check_if_due() and check.status.result == "error"
+    assert check.check_if_due()
+    after = check.status
+    assert after.result == "error"
     lines = registry.render()
     assert sample(lines, "ovpn_agent_cert_expiry_timestamp_seconds") == 0
     assert sample(lines, 'ovpn_agent_cert_checks_total{result="ok"}') == 1

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from ovpn.agent.cert import CertError, pem_validity
 from ovpn.agent.metrics import Registry
@@ -26,7 +27,8 @@ MAX_FILE_BYTES = 1024 * 1024  # a fullchain is a few KiB
 EXPIRY_METRIC = "ovpn_agent_cert_expiry_timestamp_seconds"
 CHECKS_METRIC = "ovpn_agent_cert_checks_total"
 FAILING_METRIC = "ovpn_agent_cert_check_failing"
-RESULTS = ("ok", "error", "not_configured")
+CertResult = Literal["ok", "error", "not_configured"]
+RESULTS: tuple[CertResult, ...] = ("ok", "error", "not_configured")
 
 log = logging.getLogger("ovpn-agent")
 
@@ -38,7 +40,7 @@ def _iso(moment: datetime | None) -> str | None:
 @dataclass(frozen=True)
 class CertStatus:
     path: str | None
-    result: str  # one of RESULTS
+    result: CertResult
     not_before: datetime | None = None
     not_after: datetime | None = None
     error: str | None = None

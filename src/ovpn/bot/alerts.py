@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, Literal
 
 MESSAGE_LIMIT = 4000  # Telegram's limit is 4096 characters; leave room for the "more" line
 SHOWN_LABELS = ("instance", "backend", "service", "name", "email")
@@ -18,7 +18,7 @@ class PayloadError(Exception):
 
 @dataclass(frozen=True)
 class Alert:
-    status: str  # firing | resolved
+    status: Literal["firing", "resolved"]
     name: str
     severity: str
     summary: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, Literal
 
 from ovpn.bot.docker_api import ContainerState
 from ovpn.bot.probes import Fetched
@@ -28,10 +28,13 @@ class ServiceRow:
         return self.state.describe() if self.state is not None else (self.error or "unknown")
 
 
+Level = Literal["pass", "warn", "fail"]
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
-    level: str  # pass | warn | fail
+    level: Level
     message: str  # HTML
 
 
@@ -46,7 +49,7 @@ def human_bytes(value: float) -> str:
     raise AssertionError("unreachable")
 
 
-def agent_summary(agent: Fetched) -> tuple[str, str]:
+def agent_summary(agent: Fetched) -> tuple[Level, str]:
     """The agent's health as a check level and a short HTML text."""
     if agent.error or not isinstance(agent.document, dict):
         return "fail", escape(agent.error or "no answer")
@@ -94,8 +97,9 @@ def doctor_checks(
         checks.append(Check("firing alerts", "warn", f"Prometheus: {escape(firing.error)}"))
     else:
         names = sorted({str((a.get("labels") or {}).get("alertname", "?")) for a in firing.document})
-        level = "pass" if not names else "warn"
-        checks.append(Check("firing alerts", level, escape(", ".join(names)) if names else "none"))
+        checks.append(
+            Check("firing alerts", "warn" if names else "pass", escape(", ".join(names)) if names else "none")
+        )
     return checks
 
 
