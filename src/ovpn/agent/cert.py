@@ -12,6 +12,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 BEGIN = "-----BEGIN CERTIFICATE-----"
 END = "-----END CERTIFICATE-----"
@@ -30,8 +31,9 @@ class CertError(ValueError):
     """The input is not a certificate this module can read; the message says why."""
 
 
-@dataclass(frozen=True)
-class Validity:
+class Validity(NamedTuple):
+    """The certificate's validity period (notBefore, notAfter), in UTC."""
+
     not_before: datetime
     not_after: datetime
 

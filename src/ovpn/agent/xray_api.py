@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import grpc
 
@@ -50,8 +50,9 @@ class XrayApiError(Exception):
         self.unreachable = unreachable
 
 
-@dataclass(frozen=True)
-class SysStats:
+class SysStats(NamedTuple):
+    """Xray's own `GetSysStats` figures."""
+
     uptime_seconds: int
     goroutines: int
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_LISTEN = "0.0.0.0:8080"
@@ -29,8 +30,9 @@ class ConfigError(Exception):
     """A configuration problem, said in one line."""
 
 
-@dataclass(frozen=True)
-class Service:
+class Service(NamedTuple):
+    """A service the bot watches: its Compose name and its container's name."""
+
     name: str
     container: str
 

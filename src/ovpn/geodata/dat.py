@@ -261,15 +261,22 @@ def list_codes(data: bytes) -> list[str]:
 _DOMAIN_TYPES = {int(member): member for member in DomainType}
 
 
-def read_geosite_category(data: bytes, code: str) -> list[DomainRule] | None:
-    """The rules of one geosite category, or None if absent. `code` is upper-cased first, as Xray does."""
+def _category_entry(data: bytes, code: str, message: Any, kind: str) -> Any:
+    """One category's decoded entry (a GeoSite or GeoIP message), or None if absent."""
     raw = _find_entry(data, code)
     if raw is None:
         return None
     try:
-        entry = _GeoSite.FromString(raw)
+        return message.FromString(raw)
     except DecodeError as exc:
-        raise GeodataError(f"geosite category {code.upper()} is malformed: {exc}") from exc
+        raise GeodataError(f"{kind} category {code.upper()} is malformed: {exc}") from exc
+
+
+def read_geosite_category(data: bytes, code: str) -> list[DomainRule] | None:
+    """The rules of one geosite category, or None if absent. `code` is upper-cased first, as Xray does."""
+    entry = _category_entry(data, code, _GeoSite, "geosite")
+    if entry is None:
+        return None
     types = _DOMAIN_TYPES
     rules: list[DomainRule] = []
     append = rules.append
@@ -286,13 +293,9 @@ def read_geosite_category(data: bytes, code: str) -> list[DomainRule] | None:
 
 def read_geoip_category(data: bytes, code: str) -> GeoIPCategory | None:
     """The networks of one geoip category, or None if absent. `code` is upper-cased first, as Xray does."""
-    raw = _find_entry(data, code)
-    if raw is None:
+    entry = _category_entry(data, code, _GeoIP, "geoip")
+    if entry is None:
         return None
-    try:
-        entry = _GeoIP.FromString(raw)
-    except DecodeError as exc:
-        raise GeodataError(f"geoip category {code.upper()} is malformed: {exc}") from exc
     networks: list[IPNetwork] = []
     for cidr in entry.cidr:
         ip: bytes = cidr.ip

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 from ovpn.errors import OvpnError
 from ovpn.geodata.dat import (
@@ -24,6 +25,8 @@ from ovpn.geodata.dat import (
     read_geoip_category,
     read_geosite_category,
 )
+
+T = TypeVar("T")
 
 __all__ = [
     "DomainRuleSet",
@@ -254,6 +257,15 @@ def _unsupported(matcher: str, what: str) -> RoutingError:
     )
 
 
+# Matcher prefixes that stand for one geosite rule of a type.
+_RULE_PREFIXES = {
+    "domain": DomainType.DOMAIN,
+    "full": DomainType.FULL,
+    "regexp": DomainType.REGEX,
+    "keyword": DomainType.PLAIN,
+}
+
+
 def matcher_matches_domain(matcher: str, domain: str, geosite: GeositeLookup | GeodataSet) -> bool:
     """Whether one entry of a rule's `domain` list matches `domain` (already an ASCII host name)."""
     name = normalize_domain(domain)
@@ -267,18 +279,9 @@ def matcher_matches_domain(matcher: str, domain: str, geosite: GeositeLookup | G
             raise RoutingError(f"matcher {matcher!r} names no geosite category")
         if isinstance(geosite, GeodataSet):
             return geosite.domain_set(value).matches(name)
-        rules = geosite(value)
-        if rules is None:
-            raise GeodataError(f'category "{value}" is not in geosite.dat')
-        return DomainRuleSet(rules).matches(name)
-    if prefix == "domain":
-        return domain_rule_matches(DomainRule(DomainType.DOMAIN, value), name)
-    if prefix == "full":
-        return domain_rule_matches(DomainRule(DomainType.FULL, value), name)
-    if prefix == "regexp":
-        return domain_rule_matches(DomainRule(DomainType.REGEX, value), name)
-    if prefix == "keyword":
-        return domain_rule_matches(DomainRule(DomainType.PLAIN, value), name)
+        return DomainRuleSet(_category(geosite(value), value, "geosite.dat")).matches(name)
+    if prefix in _RULE_PREFIXES:
+        return domain_rule_matches(DomainRule(_RULE_PREFIXES[prefix], value), name)
     if prefix == "dotless":
         if "." in value:
             raise RoutingError(f"matcher {matcher!r}: a dotless: value must not contain a dot")
@@ -287,6 +290,12 @@ def matcher_matches_domain(matcher: str, domain: str, geosite: GeositeLookup | G
         raise _unsupported(matcher, "an external geodata file (ext:)")
     # Xray treats any other string, colon or not, as a plain substring.
     return matcher.lower() in name
+
+
+def _category(found: T | None, name: str, file: str) -> T:
+    if found is None:
+        raise GeodataError(f'category "{name}" is not in {file}')
+    return found
 
 
 def _parse_network(matcher: str) -> IPNetwork:
@@ -310,9 +319,6 @@ def matcher_matches_ip(matcher: str, ip: IPAddress, geoip: GeoipLookup | Geodata
             raise RoutingError(f"matcher {matcher!r} names no geoip category")
         if isinstance(geoip, GeodataSet):
             return geoip.ip_set(code).matches(ip)
-        category = geoip(code)
-        if category is None:
-            raise GeodataError(f'category "{code}" is not in geoip.dat')
-        return IPRangeSet(category).matches(ip)
+        return IPRangeSet(_category(geoip(code), code, "geoip.dat")).matches(ip)
     network = _parse_network(matcher)
     return network.version == ip.version and ip in network

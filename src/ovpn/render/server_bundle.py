@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from ovpn.core.model import PoolMember, Server, TelegramSettings, User
 from ovpn.core.names import XRAY_GID
@@ -22,8 +23,9 @@ from ovpn.render.monitoring import MonitoringSpec, render_monitoring
 from ovpn.render.xray import render_xray_config
 
 
-@dataclass(frozen=True)
-class Geodata:
+class Geodata(NamedTuple):
+    """The proxy's geodata files' bytes, as the bundle ships them."""
+
     geosite: bytes
     geoip: bytes
 
