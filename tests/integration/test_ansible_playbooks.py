@@ -627,7 +627,7 @@ def test_ovpn_initialises_and_deploys_the_prepared_host(
     assert f"{HOST}: deployed" in init.stdout
     status = baseline.controller.run([*operator, "server", "status", HOST, "--json"], env=env, timeout=120)
     assert status.returncode == 0, status.stderr
-    running = {s["Service"]: s["State"] for s in json.loads(status.stdout)}
+    running = {s["service"]: s["state"] for s in json.loads(status.stdout)["services"]}
     assert running == {"xray": "running", "ovpn-agent": "running", "haproxy": "running"}
     # Clients reach Xray on 443 through the firewall; the agent's port stays on loopback.
     assert baseline.controller.tcp_probe(baseline.host.address, 443) == "open"

@@ -69,7 +69,9 @@ def doctor(op: Operator, name: str, expect_exit: int) -> dict[str, dict[str, str
 
 
 def services(op: Operator, name: str) -> dict[str, str]:
-    return {s["Service"]: s["State"] for s in json.loads(op.ok("server", "status", name, "--json"))}
+    return {
+        s["service"]: s["state"] for s in json.loads(op.ok("server", "status", name, "--json"))["services"]
+    }
 
 
 def live_revision(lab: FleetLab, host: str) -> str:

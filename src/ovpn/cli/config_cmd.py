@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import VALIDATOR_MARKS, emit_json, warn
+from ovpn.cli.output import VALIDATOR_MARKS, emit_json, json_option, warn
 
 
 @click.group()
@@ -23,7 +23,7 @@ def config() -> None:
 @click.option(
     "--image", "images", multiple=True, metavar="SERVICE=IMAGE", help="Override an image for this render."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_obj
 def render(ctx: Context, /, server_name: str, out: str, images: tuple[str, ...], as_json: bool) -> None:
     """Write the bundle exactly as it will sit under /opt/ovpn."""
@@ -52,7 +52,7 @@ def render(ctx: Context, /, server_name: str, out: str, images: tuple[str, ...],
 
 @config.command("validate")
 @click.option("--server", "server_name", required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_obj
 def validate(ctx: Context, /, server_name: str, as_json: bool) -> None:
     """Render into a temporary directory and run every installed validator on it."""

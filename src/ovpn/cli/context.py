@@ -1,4 +1,4 @@
-"""The object every command receives: the data directory, and the App opened on first use."""
+"""The object every command receives: the data directory, the output mode, and the App opened on first use."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ if TYPE_CHECKING:
 
 
 class Context:
-    """What every command gets: the data directory, and the App opened on first use."""
+    """What every command gets: the data directory, whether it prints JSON, and the App opened on first use.
 
-    def __init__(self, data_dir: str | None) -> None:
-        self._data_dir = data_dir
+    `ovpn.cli.main.main` makes it before the command line is parsed, so that an error raised by any command can
+    still be printed in the mode that command was asked for."""
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.json_output = False  # set by the `--json` option as soon as it is parsed (see cli/output.py)
         self._app: App | None = None
 
     @property
@@ -21,5 +25,5 @@ class Context:
             from ovpn.cli.output import warn
             from ovpn.ops.app import App, resolve_data_dir  # imported here to keep start-up fast
 
-            self._app = App(resolve_data_dir(self._data_dir), warn=warn)
+            self._app = App(resolve_data_dir(self.data_dir), warn=warn)
         return self._app

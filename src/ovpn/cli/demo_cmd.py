@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ovpn.cli.output import VALIDATOR_MARKS, emit_json, warn
+from ovpn.cli.output import VALIDATOR_MARKS, emit_json, json_option, warn
 
 
 @click.command()
@@ -17,7 +17,7 @@ from ovpn.cli.output import VALIDATOR_MARKS, emit_json, warn
     type=click.Path(file_okay=False),
     help="New data directory for the demo (default: a fresh temporary one).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def demo(ctx: click.Context, directory: str | None, as_json: bool) -> None:
     """Build a proxy, two backends and a user; render and validate every bundle; print the proxy link."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import emit_json, table, warn
+from ovpn.cli.output import emit_json, error_document, json_option, table, warn
 
 if TYPE_CHECKING:
     from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress
@@ -48,7 +48,7 @@ deploy_options = [
     click.option(
         "--no-relay-check", is_flag=True, help="Proxies: skip checking the backends' live relay identity."
     ),
-    click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+    json_option,
 ]
 
 
@@ -108,7 +108,7 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
         return
     fleet = deploy_all(ctx.app, options, jobs, lambda server_name: _progress(server_name, as_json))
     if as_json:
-        emit_json({n: ({"error": r.message, "hint": r.hint} if isinstance(r, OvpnError) else r.__dict__)
+        emit_json({n: (error_document(r.message, r.hint) if isinstance(r, OvpnError) else r.__dict__)
                    for n, r in fleet.results.items()})  # fmt: skip
     else:
         rows = [(n, "FAILED", r.message) if isinstance(r, OvpnError) else (n, r.result, r.revision)
@@ -165,22 +165,23 @@ def init(ctx: Context, /, name: str, force: bool, pull: str, accept_new_host_key
 
 @click.command("status")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_obj
 def status(ctx: Context, /, name: str, as_json: bool) -> None:
-    """Show the host's containers."""
+    """Show the state of the server's services: its role's runtime services (`missing` without a container), then
+    any other container of the project (see docs/operations.md for the --json shape)."""
     from ovpn.ops.fleet import status as do_status
 
     services = do_status(ctx.app, name)
     if as_json:
-        emit_json(services)
+        emit_json({"server": name, "services": [
+            {"service": c.service, "container": c.name, "state": c.state, "health": c.health, "status": c.status}
+            for c in services
+        ]})  # fmt: skip
         return
     table(
         ["Service", "Container", "State", "Health", "Status"],
-        [
-            (s.get("Service"), s.get("Name"), s.get("State"), s.get("Health"), s.get("Status"))
-            for s in services
-        ],
+        [(c.service, c.name, c.state, c.health, c.status) for c in services],
     )
 
 
@@ -203,7 +204,7 @@ _MARKS = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 @click.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.option("--include-logs", is_flag=True, help="Append the last log lines of the runtime services.")
 @click.option(
     "--tail", type=int, default=100, show_default=True, help="Log lines per service with --include-logs."
@@ -237,7 +238,7 @@ def doctor(ctx: Context, /, name: str, as_json: bool, include_logs: bool, tail: 
 @click.command("backup")
 @click.argument("name")
 @click.option("--keep", type=int, default=7, show_default=True, help="How many archives to keep on the host.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_obj
 def backup(ctx: Context, /, name: str, keep: int, as_json: bool) -> None:
     """Archive the live release and the agent's data on the host (checksummed)."""

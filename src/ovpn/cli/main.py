@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -19,6 +20,7 @@ from ovpn.cli import (
     user_cmd,
 )
 from ovpn.cli.context import Context
+from ovpn.cli.output import emit_json, error_document
 from ovpn.errors import OvpnError
 
 
@@ -32,7 +34,7 @@ from ovpn.errors import OvpnError
 @click.pass_context
 def cli(ctx: click.Context, data_dir: str | None) -> None:
     """Control plane for Xray VLESS + REALITY servers and the HA proxy topology."""
-    ctx.obj = Context(data_dir)
+    ctx.ensure_object(Context).data_dir = data_dir
 
 
 @cli.command()
@@ -56,21 +58,40 @@ for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, fleet_cmd.back
 server_cmd.server.add_command(monitor_cmd.monitor)
 
 
+def _fail(context: Context, message: str, hint: str, code: int) -> NoReturn:
+    """One failure, as `error:` and `hint:` lines on stderr, or under `--json` as one JSON document on stdout."""
+    if context.json_output:
+        emit_json(error_document(message, hint))
+    else:
+        click.secho(f"error: {message}", fg="red", err=True)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+def _stopped(context: Context, word: str) -> NoReturn:
+    """Ctrl-C, or a confirmation answered no: exit 130."""
+    if context.json_output:
+        emit_json(error_document(word, ""))
+    else:
+        click.echo(word, err=True)
+    sys.exit(130)
+
+
 def main() -> None:
+    context = Context()
     try:
-        code = cli.main(prog_name="ovpn", standalone_mode=False)
+        code = cli.main(prog_name="ovpn", standalone_mode=False, obj=context)
     except OvpnError as e:
-        click.secho(f"error: {e.message}", fg="red", err=True)
-        if e.hint:
-            click.echo(f"hint: {e.hint}", err=True)
-        sys.exit(1)
+        _fail(context, e.message, e.hint, 1)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        _stopped(context, "aborted")
     except click.ClickException as e:
+        if context.json_output:
+            where = e.ctx.command_path if isinstance(e, click.UsageError) and e.ctx is not None else ""
+            _fail(context, e.format_message(), f"see `{where} --help`" if where else "", e.exit_code)
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _stopped(context, "interrupted")
     sys.exit(code if isinstance(code, int) else 0)

@@ -9,12 +9,10 @@ import click
 
 from ovpn.cli.context import Context
 from ovpn.cli.fleet_cmd import _progress, pull_option
-from ovpn.cli.output import emit_json, table
+from ovpn.cli.output import emit_json, json_option, table
 
 if TYPE_CHECKING:
     from ovpn.ops.monitor import ServiceState
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group()
@@ -90,13 +88,19 @@ def down(ctx: Context, /, name: str, purge_data: bool, yes: bool, as_json: bool)
 @json_option
 @click.pass_obj
 def status(ctx: Context, /, name: str, as_json: bool) -> None:
-    """Each monitoring service's state and Prometheus' own view; exit 1 when something is down."""
+    """Each monitoring service's state and Prometheus' own view; exit 1 when something is down.
+
+    A stack with no container at all (after `monitor down`, or never started) is "stopped": exit 0."""
     from ovpn.ops.monitor import BOT_NOT_CONFIGURED
     from ovpn.ops.monitor import status as do_status
 
     result = do_status(ctx.app, name)
     if as_json:
         emit_json(result.to_json())
+    elif result.stopped:
+        click.echo(
+            f"{name}: monitoring stopped (no monitoring container; start it with `ovpn server monitor up {name}`)"
+        )
     else:
         table(
             ["Service", "State", "Status", "Note"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import emit_json
+from ovpn.cli.output import emit_json, json_option
 
 
 @click.group()
@@ -21,7 +21,7 @@ def route() -> None:
     metavar="NAME",
     help="The name the client sends in its TLS SNI or HTTP Host (a tun-mode client connecting to an address).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_obj
 def explain(ctx: Context, /, server_name: str, destination: str, sni: str | None, as_json: bool) -> None:
     """Say whether DESTINATION (domain or IP) exits directly or goes to the foreign pool, and why."""

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import emit_json, table, warn
+from ovpn.cli.output import emit_json, json_option, table, warn
 from ovpn.core.fields import CliOption
 from ovpn.core.model import SERVER_FIELDS
 
 if TYPE_CHECKING:
     from ovpn.core.model import Server
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

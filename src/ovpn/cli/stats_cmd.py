@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import emit_json, table
+from ovpn.cli.output import emit_json, json_option, table
 
 
 def _bytes(n: int) -> str:
@@ -36,7 +36,7 @@ HEADERS = ["Email", "State", "In Xray", "Up", "Down", "30 days", "Quota", "Used"
 @click.command("stats")
 @click.option("--server", "server_name", required=True)
 @click.option("--user", "username", help="Only this user.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_obj
 def stats(ctx: Context, /, server_name: str, username: str | None, as_json: bool) -> None:
     """Traffic, quota use and state per user on one server (from its agent)."""

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, TypedDict
 import click
 
 from ovpn.cli.context import Context
-from ovpn.cli.output import emit_json, table, warn
+from ovpn.cli.output import emit_json, json_option, table, warn
 
 if TYPE_CHECKING:
     from ovpn.core.model import User
     from ovpn.ops.links import LinkFormat
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 username_option = click.option("--username", required=True)
 
 

@@ -170,7 +170,7 @@ def _monitoring(host: Host, checks: list[Check]) -> None:
     services and Prometheus' targets must be healthy (a warning otherwise), and firing alerts are listed."""
     name = host.server.name
     found = inspect_monitoring(host)
-    if all(s.state == "missing" for s in found.services):
+    if found.stopped:
         checks.append(Check("monitoring", "skip", "not started: this host raises no alerts",
                             f"ovpn server monitor up {name}"))  # fmt: skip
         return

@@ -5,21 +5,31 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from ovpn.core.model import Server
 from ovpn.core.names import BACKUP_DIR, RELEASES_DIR, RUNTIME_DIR, RUNTIME_SERVICES
-from ovpn.errors import OvpnError
+from ovpn.errors import InvalidInput, OvpnError
+from ovpn.facts.compose import Container
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy, required_services
 from ovpn.ops.host import Host, connect
 from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
-SERVICES = (*RUNTIME_SERVICES["proxy"], *MONITORING_SERVICES)
 RESTART_TIMEOUT_SECONDS = 90
 
 
-def _service(name: str | None) -> str | None:
-    if name is not None and name not in SERVICES:
-        raise OvpnError(f"unknown service {name!r}", f"services: {', '.join(SERVICES)}")
-    return name
+def services_of(server: Server) -> tuple[str, ...]:
+    """The services `server` can run: its role's runtime services, then the monitoring stack's."""
+    return (*RUNTIME_SERVICES[server.role], *MONITORING_SERVICES)
+
+
+def _check_service(server: Server, name: str | None) -> None:
+    """Refuse, before any host is contacted, a service that `server` does not run."""
+    if name is None or name in services_of(server):
+        return
+    hint = f"services of {server.name}: {', '.join(services_of(server))}"
+    if any(name in runtime for runtime in RUNTIME_SERVICES.values()):
+        raise InvalidInput(f"{server.name} is a {server.role} server and runs no {name}", hint)
+    raise InvalidInput(f"unknown service {name!r}", hint)
 
 
 def check_host(host: Host, progress: Progress) -> None:
@@ -67,12 +77,16 @@ def init(app: App, name: str, options: DeployOptions, progress: Progress) -> Dep
     return deploy(app, name, options, progress)
 
 
-def status(app: App, name: str) -> list[dict[str, object]]:
+def status(app: App, name: str) -> list[Container]:
+    """The role's runtime services (`missing` where there is no container), then the host's other containers of
+    the project (the monitoring stack's while it runs)."""
     with app.reading() as repo:
         server = repo.server(name)
     with connect(app, server) as ssh:
         host = Host(ssh, server)
-        return host.compose_services(monitoring=host.monitoring_running())
+        found = host.containers(monitoring=host.monitoring_running())
+    expected = required_services(server)
+    return [found.get(s, Container(s)) for s in expected] + [c for s, c in found.items() if s not in expected]
 
 
 def logs(app: App, name: str, service: str | None, tail: int, follow: bool) -> Iterator[str]:
@@ -80,9 +94,10 @@ def logs(app: App, name: str, service: str | None, tail: int, follow: bool) -> I
         raise OvpnError(f"invalid --tail {tail}", "give a positive number of lines")
     with app.reading() as repo:
         server = repo.server(name)
+    _check_service(server, service)
     with connect(app, server) as ssh:
         host = Host(ssh, server)
-        monitoring = _service(service) in MONITORING_SERVICES or host.monitoring_running()
+        monitoring = service in MONITORING_SERVICES or host.monitoring_running()
         args = ["logs", "--no-color", "--tail", str(tail)]
         if follow:
             args.append("--follow")
@@ -107,10 +122,8 @@ def restart(app: App, name: str, service: str | None, timeout: float = RESTART_T
     services. A service that does not come back fails with its last log lines."""
     with app.reading() as repo:
         server = repo.server(name)
-    if service == "haproxy" and not server.is_proxy:
-        raise OvpnError(f"{name} is a vpn server and runs no haproxy", "only proxies run haproxy")
-    one = _service(service)
-    targets = [one] if one else required_services(server)
+    _check_service(server, service)
+    targets = [service] if service else required_services(server)
     with connect(app, server) as ssh:
         host = Host(ssh, server)
         monitoring = service in MONITORING_SERVICES or host.monitoring_running()

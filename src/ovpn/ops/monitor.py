@@ -69,6 +69,10 @@ class MonitorStatus:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def stopped(self) -> bool:
+        return stopped(self.services)
+
     def to_json(self) -> dict[str, object]:
         prometheus: dict[str, object] | None = None
         if self.prometheus is not None:
@@ -84,6 +88,7 @@ class MonitorStatus:
         return {
             "server": self.server,
             "ok": self.ok,
+            "stopped": self.stopped,
             "bot_configured": self.bot_configured,
             "services": [{**s.__dict__, "ok": s.ok} for s in self.services],
             "prometheus": prometheus,
@@ -117,9 +122,17 @@ def service_states(
     return states
 
 
+def stopped(states: Sequence[ServiceState]) -> bool:
+    """No monitoring service has a container: the stack was never started, or `monitor down` removed it (a stack
+    that failed leaves its containers behind, exited or restarting)."""
+    return all(s.state == "missing" for s in states)
+
+
 def problems(states: Sequence[ServiceState], view: PrometheusView | None, bot_configured: bool) -> list[str]:
     """What makes `monitor status` exit 1: an expected service not running/healthy, Prometheus unreachable, or a
-    target down (the bot's own target is excused while the bot is not configured)."""
+    target down (the bot's own target is excused while the bot is not configured). A stopped stack has none."""
+    if stopped(states):
+        return []
     found = [f"{s.service}: {s.describe()}" for s in states if not s.ok]
     if view is None:
         if any(s.service == "prometheus" and s.ready for s in states):

@@ -21,7 +21,7 @@ from ovpn.core.model import (
 )
 from ovpn.core.pool import require_parity
 from ovpn.core.presets import DEFAULT_PROXY_PRESET, PRESETS
-from ovpn.errors import OvpnError
+from ovpn.errors import InvalidInput, OvpnError
 from ovpn.ops.app import App
 from ovpn.render.images import SERVICES
 from ovpn.state.repo import Repository
@@ -111,14 +111,22 @@ def build_server(spec: ServerSpec) -> Server:
     server_name = validation.server_name_indication(spec.reality_server_name)
     host = validation.hostname(spec.host, "host")
     images = {k: v for k, v in parse_images(spec.images).items() if v}
+    name = validation.server_name(spec.name)
+    port = validation.port(spec.port)
+    ssh_port = validation.port(spec.ssh_port, "ssh-port")
+    if port == ssh_port:
+        raise InvalidInput(
+            f"--port {port} is the SSH port of {name}",
+            f"Xray (HAProxy on a proxy) cannot listen where sshd does: give another --port (default {DEFAULT_PORT})",
+        )
     return Server(
-        name=validation.server_name(spec.name),
+        name=name,
         role="proxy" if role == "proxy" else "vpn",
         host=host,
         domain=validation.hostname(spec.domain, "domain") if spec.domain else host,
-        port=validation.port(spec.port),
+        port=port,
         ssh_user=validation.ssh_user(spec.ssh_user),
-        ssh_port=validation.port(spec.ssh_port, "ssh-port"),
+        ssh_port=ssh_port,
         ssh_identity=_identity_path(spec.ssh_identity),
         xray_version=validation.xray_version(spec.xray_version),
         reality_private_key=keys.private_key,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from ovpn.core.fields import Stored
 from ovpn.core.model import SERVER_FIELDS, Attachment, PoolMember, Role, Server, TelegramSettings, User
@@ -16,8 +17,6 @@ from ovpn.state.secrets import PREFIX, SecretBox
 
 _SERVER_COLUMNS = tuple(f.name for f in SERVER_FIELDS)
 _USER_COLUMNS = ("username", "uuid", "email", "enabled", "expiry_date", "quota_bytes", "notes", "tags")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,10 +153,14 @@ def _update_sql(table: str, columns: tuple[str, ...], key: str) -> str:
     return f"UPDATE {table} SET {assignments} WHERE {key} = ?"  # noqa: S608
 
 
-def _found(found: T | None, message: str, hint: str) -> T:
-    if found is None:
-        raise OvpnError(message, hint)
-    return found
+def did_you_mean(name: str, known: Iterable[str], listing: str) -> str:
+    """A hint for a name nobody has: the closest known names (a typo or another case), and the command that lists
+    them all."""
+    folded = {k.casefold(): k for k in known}
+    key = name.casefold()
+    close = [key] if key in folded else difflib.get_close_matches(key, folded, n=3, cutoff=0.75)
+    close = [folded[c] for c in close]
+    return f"did you mean {' or '.join(close)}? see `{listing}`" if close else f"see `{listing}`"
 
 
 def sealed_sample(conn: sqlite3.Connection) -> tuple[str, str] | None:
@@ -216,6 +219,11 @@ class Repository:
         self.conn = conn
         self.box = box
 
+    def _missing(self, what: str, name: str, table: str, column: str, listing: str) -> OvpnError:
+        """The error for a name that `table` does not hold; its hint offers the closest names it does hold."""
+        known = [r[0] for r in self.conn.execute(f"SELECT {column} FROM {table}")]  # noqa: S608
+        return OvpnError(f"no {what} named {name!r}", did_you_mean(name, known, listing))
+
     # servers
 
     def _server(self, row: sqlite3.Row) -> Server:
@@ -243,7 +251,10 @@ class Repository:
         return self._server(row) if row else None
 
     def server(self, name: str) -> Server:
-        return _found(self.find_server(name), f"no server named {name!r}", "see `ovpn server list`")
+        found = self.find_server(name)
+        if found is None:
+            raise self._missing("server", name, "servers", "name", "ovpn server list")
+        return found
 
     def servers(self) -> list[Server]:
         return [self._server(r) for r in self.conn.execute("SELECT * FROM servers ORDER BY name")]
@@ -428,7 +439,10 @@ class Repository:
         return self._user(row) if row else None
 
     def user(self, username: str) -> User:
-        return _found(self.find_user(username), f"no user named {username!r}", "see `ovpn user list`")
+        found = self.find_user(username)
+        if found is None:
+            raise self._missing("user", username, "users", "username", "ovpn user list")
+        return found
 
     def users(self, tag: str | None = None) -> list[User]:
         found = [self._user(r) for r in self.conn.execute("SELECT * FROM users ORDER BY username")]
