@@ -7,12 +7,25 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from tests.support.fake_remote import Reply, ScriptedRemote
 from tests.support.topology import BACKEND_1, PROXY
 
 from ovpn.core.model import Server
+from ovpn.errors import OvpnError
 from ovpn.facts.release import LiveRelease
-from ovpn.ops.deploy import GateCheck, GateResult, failing_service, health_gate, rollback
+from ovpn.ops.deploy import (
+    DeployOptions,
+    DeployOutcome,
+    GateCheck,
+    GateResult,
+    deploy_failed,
+    failing_service,
+    go_live,
+    health_gate,
+    rollback,
+    validate_on_host,
+)
 from ovpn.ops.host import Host
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -178,3 +191,106 @@ def test_rollback_with_no_previous_release_stops_the_services_and_removes_the_li
     assert message == "there was no previous release: the services were stopped"
     assert remote.ran("compose") and remote.ran("down", "--remove-orphans")
     assert remote.calls[-1] == ("rm", "-f", "/opt/ovpn")
+
+
+PREVIOUS = LiveRelease("20261201T000000Z-aaaaaaaa", "ab" * 32, "/opt/ovpn-releases/20261201T000000Z-aaaaaaaa")
+RELEASE = "/opt/ovpn-releases/20261203T120000Z-bbbbbbbb"
+POOL_LOG = (CAPTURED / "haproxy-3.0-log-pool-down-then-up.txt").read_text()
+SCRAPES = "".join(f"Connect from 10.0.0.3:{40000 + i} to 172.18.0.4:8404 (metrics/HTTP)\n" for i in range(15))
+
+
+def live_proxy(metrics: str) -> ScriptedRemote:
+    """A proxy host that takes the switch and starts; its agent answers with `metrics` for HAProxy's."""
+
+    def agent_answer(argv: tuple[str, ...]) -> Reply:
+        return HEALTHY_AGENT if "/health" in argv[-1] else Reply(metrics)
+
+    return (
+        ScriptedRemote()
+        .on("docker", "ps", "--filter", reply=Reply())  # no monitoring stack
+        .on("ln", reply=Reply())
+        .on("mv", reply=Reply())
+        .on("up", reply=Reply())
+        .on("ps", "--all", reply=PROXY_UP)
+        .on("bash", "-c", reply=Reply())
+        .on("docker", "exec", "ovpn-agent", "python3", "-c", reply=agent_answer)
+        .on("--tail", "2000", "haproxy", reply=Reply(SCRAPES + POOL_LOG + SCRAPES))
+        .on("logs", reply=Reply(SCRAPES))
+        .on("sh", "-c", reply=Reply())  # prune
+    )
+
+
+def go(server: Server, remote: ScriptedRemote, backends: list[str]) -> DeployOutcome:
+    clock = FakeClock()
+    options = DeployOptions(gate_timeout=20)
+    return go_live(host_for(server, remote), RELEASE, "20261203T120000Z-bbbbbbbb", "cd" * 32, PREVIOUS,
+                   backends, options, lambda _: None, sleep=clock.sleep, clock=clock)  # fmt: skip
+
+
+def test_a_proxy_whose_every_backend_is_down_shows_haproxys_checks_and_the_backends_doctor() -> None:
+    remote = live_proxy(ALL_DOWN)
+    outcome = go(PROXY, remote, ["vpn-nl", "vpn-de"])
+    assert outcome.result == "rolled-back"
+    error = deploy_failed(outcome, PREVIOUS)
+    first, label, *lines = error.message.splitlines()
+    assert first == (
+        "deploy of proxy-ru failed: health gate failed: haproxy backend UP: no backend UP; "
+        "switched back to 20261201T000000Z-aaaaaaaa"
+    )
+    assert label == "HAProxy's checks of the pool:"
+    assert lines[0].startswith("Server foreign_backends/vpn-nl is DOWN, reason: Layer4 connection problem")
+    assert not any("metrics/HTTP" in line for line in lines)
+    assert error.hint == (
+        "the previous release is serving again; no backend of the pool answers HAProxy's checks: "
+        "see `ovpn doctor vpn-nl`, `ovpn doctor vpn-de`, then deploy proxy-ru again"
+    )
+    assert not remote.ran("logs", "--tail", "15")
+
+
+def test_a_proxy_deploy_with_one_backend_down_succeeds_with_a_warning_naming_its_fix() -> None:
+    outcome = go(PROXY, live_proxy(ONE_UP), ["vpn-nl", "vpn-de"])
+    assert (outcome.result, outcome.message) == ("ok", "20261203T120000Z-bbbbbbbb is live")
+    assert outcome.warnings == [
+        "backend vpn-de is DOWN in proxy-ru's pool: foreign traffic avoids it; "
+        "fix it with `ovpn deploy vpn-de` (see `ovpn doctor vpn-de`)"
+    ]
+    assert go(PROXY, live_proxy(ONE_UP.replace('"DOWN"} 1', '"DOWN"} 0')), ["vpn-nl"]).warnings == []
+
+
+def test_a_failed_start_is_labelled_start_failed_and_compose_s_output_shown_once() -> None:
+    compose_said = "Error response from daemon: driver failed programming external connectivity"
+    remote = live_proxy(ONE_UP)
+    remote.rules.insert(
+        0, ScriptedRemote().on("up", reply=[Reply(stderr=compose_said, code=1), Reply()]).rules[0]
+    )
+    outcome = go(PROXY, remote, ["vpn-nl"])
+    error = deploy_failed(outcome, PREVIOUS)
+    assert error.message == (
+        f"deploy of proxy-ru failed: start failed: docker compose up failed on proxy-ru: {compose_said}; "
+        "switched back to 20261201T000000Z-aaaaaaaa"
+    )
+    assert error.hint == "the previous release is serving again; fix the cause and deploy again"
+    assert len(remote.ran("up")) == 2 and not remote.ran("ps", "--all")  # started, rolled back; no gate
+
+
+def test_an_xray_version_without_an_image_stops_validation_with_docker_s_error_and_a_version_hint() -> None:
+    docker_said = (
+        "Unable to find image 'ghcr.io/xtls/xray-core:99.9.9' locally\n"
+        "docker: Error response from daemon: manifest unknown.\nSee 'docker run --help'.\n"
+    )
+    remote = (
+        ScriptedRemote()
+        .on("config", "--quiet", reply=Reply())
+        .on("docker", "run", reply=Reply(stderr=docker_said, code=125))
+    )
+    images = {"xray": "ghcr.io/xtls/xray-core:99.9.9"}
+    with pytest.raises(OvpnError) as raised:
+        validate_on_host(host_for(BACKEND_1, remote), RELEASE, images, "missing", lambda _: None)
+    assert raised.value.message == (
+        "the Xray image ghcr.io/xtls/xray-core:99.9.9 cannot be run on vpn-nl: "
+        "Error response from daemon: manifest unknown."
+    )
+    assert raised.value.hint == (
+        "nothing was switched; check the Xray version (26.7.28 is not a published image?) "
+        "and set one that is: ovpn server set vpn-nl --xray-version V"
+    )

@@ -12,6 +12,7 @@ from tests.support.topology import BACKEND_1, PROXY, RELAY_UUID
 
 from ovpn.core.model import Server
 from ovpn.ops.doctor import REMOTE_CHECKS, Check, host_checks, worst
+from ovpn.ops.render import RenderedServer
 
 CAPTURED = Path(__file__).parent / "captured"
 MARKER = json.dumps({"revision": "20261203T120000Z-1a2b3c4d", "bundle_sha256": "ab" * 32}, indent=2)
@@ -116,3 +117,38 @@ def test_a_connection_lost_half_way_is_one_remote_failure_after_the_checks_made(
     checks = host_checks(remote, BACKEND_1, None, [], progress=lambda _: None)
     assert [c.name for c in checks][-2:] == ["agent health", "remote"]
     assert checks[-1].status == "fail" and checks[-1].message.startswith("cannot reach deploy@vpn-1.test:22")
+
+
+def test_the_pool_warning_names_each_down_backends_doctor_and_deploy() -> None:
+    metrics = (CAPTURED / "haproxy-3.0-metrics-one-up-one-down.txt").read_text()
+    remote = healthy_host(PROXY, ("xray", "ovpn-agent", "haproxy"), metrics)
+    by = {c.name: c for c in host_checks(remote, PROXY, None, [], progress=lambda _: None)}
+    assert (
+        by["backend pool"].hint == "check each DOWN backend: `ovpn doctor vpn-de`, then `ovpn deploy vpn-de`"
+    )
+    all_down = metrics.replace('server="vpn-nl",state="UP"} 1', 'server="vpn-nl",state="DOWN"} 1')
+    remote = healthy_host(PROXY, ("xray", "ovpn-agent", "haproxy"), all_down)
+    by = {c.name: c for c in host_checks(remote, PROXY, None, [], progress=lambda _: None)}
+    assert (by["backend pool"].status, by["backend pool"].hint) == (
+        "fail",
+        "every backend is down: foreign traffic fails closed; check each: `ovpn doctor vpn-de`, then "
+        "`ovpn deploy vpn-de`; `ovpn doctor vpn-nl`, then `ovpn deploy vpn-nl`",
+    )
+
+
+def test_an_xray_image_that_is_not_on_the_host_hints_at_the_version_not_force() -> None:
+    rendered = RenderedServer(BACKEND_1, {}, {"xray": "ghcr.io/xtls/xray-core:99.9.9"})
+    remote = healthy_host(BACKEND_1, ("xray", "ovpn-agent"))
+    no_image = "docker: Error response from daemon: No such image: ghcr.io/xtls/xray-core:99.9.9.\n"
+    remote.rules.insert(
+        0, ScriptedRemote().on("docker", "run", reply=Reply(stderr=no_image, code=125)).rules[0]
+    )
+    by = {c.name: c for c in host_checks(remote, BACKEND_1, rendered, [], progress=lambda _: None)}
+    test = by["xray config test"]
+    assert (test.status, test.message) == (
+        "fail", "Error response from daemon: No such image: ghcr.io/xtls/xray-core:99.9.9."
+    )  # fmt: skip
+    assert test.hint == (
+        "the Xray image for version 26.7.28 is not on the host or not published: check the version and set one "
+        "that is (ovpn server set vpn-nl --xray-version V), then deploy"
+    )

@@ -10,7 +10,7 @@ from tests.support.fake_remote import Reply, ScriptedRemote
 from tests.support.topology import BACKEND_1, RELAY_UUID
 
 from ovpn.core.names import AGENT_HEALTH_URL, RELEASE_MARKER, RUNTIME_DIR
-from ovpn.facts import agent, xray
+from ovpn.facts import agent, docker, haproxy, xray
 from ovpn.facts.base import gather
 from ovpn.facts.compose import Container, containers_of, logs_tail, parse_ps, services
 from ovpn.facts.haproxy import pool_states
@@ -149,3 +149,79 @@ def test_agent_health_status() -> None:
         "docker", "exec", reply=Reply(stderr="Error: No such container: ovpn-agent", code=1)
     )
     assert gather(remote, agent.fetch_in_agent(AGENT_HEALTH_URL)) is None
+
+
+def test_haproxy_pool_events_from_a_real_log_each_once_without_scrape_lines() -> None:
+    log = (CAPTURED / "haproxy-3.0-log-pool-down-then-up.txt").read_text()
+    events = haproxy.pool_events(log)
+    assert [e.split(", reason")[0] for e in events] == [
+        "Server foreign_backends/vpn-nl is DOWN",
+        "Backup Server foreign_backends/vpn-de is DOWN",
+        "backend 'foreign_backends' has no server available!",
+        "Backup Server foreign_backends/vpn-de is UP",
+        "Backup Server foreign_backends/vpn-de is DOWN",
+        "backend 'foreign_backends' has no server available!",
+    ]
+    assert events[0].endswith("0 active and 1 backup servers left. Running on backup. 0 sessions active, "
+                              "0 requeued, 0 remaining in queue.")  # fmt: skip
+    # Through `docker compose logs` every line carries the service's prefix.
+    prefixed = "\n".join(f"ovpn-haproxy  | {line}" for line in log.splitlines())
+    assert haproxy.pool_events(prefixed) == events
+    assert haproxy.pool_events(log, limit=2) == events[-2:]
+    assert haproxy.pool_events("Connect from 127.0.0.1:46842 to 127.0.0.1:46623 (metrics/HTTP)\n") == []
+
+
+def test_haproxy_down_servers_and_the_pool_log_command() -> None:
+    assert haproxy.down_servers({"vpn-nl": "UP", "vpn-de": "DOWN", "vpn-at": "DOWN", "vpn-fi": "MAINT"}) == [
+        "vpn-at", "vpn-de",
+    ]  # fmt: skip
+    assert haproxy.pool_log().argv[-5:] == ("logs", "--no-color", "--tail", "2000", "haproxy")
+
+
+# docker's own output when it cannot run an image, as Docker reports it (moby/moby#34793, moby/moby#36915,
+# docker/compose#5483, balena-io/balena-cli#2159 and the `docker run --pull` reference): stderr, exit 125.
+GHCR_UNKNOWN_TAG = """Unable to find image 'ghcr.io/xtls/xray-core:99.9.9' locally
+docker: Error response from daemon: manifest unknown.
+See 'docker run --help'.
+"""
+HUB_UNKNOWN_TAG = """Unable to find image 'teddysun/xray:99.9.9' locally
+docker: Error response from daemon: manifest for teddysun/xray:99.9.9 not found: manifest unknown: manifest unknown.
+See 'docker run --help'.
+"""
+PULL_DENIED = """Unable to find image 'xtls/xray-core:26.7.28' locally
+docker: Error response from daemon: pull access denied for xtls/xray-core, repository does not exist or may require 'docker login': denied: requested access to the resource is denied.
+See 'docker run --help'.
+"""
+NOT_ON_HOST = """docker: Error response from daemon: No such image: ghcr.io/xtls/xray-core:99.9.9.
+Run 'docker run --help' for more information
+"""
+
+
+def test_docker_run_failures_name_docker_s_first_meaningful_line() -> None:
+    assert docker.parse_run_failure(GHCR_UNKNOWN_TAG) == docker.RunFailure(
+        "Error response from daemon: manifest unknown.", image_missing=True
+    )
+    hub = docker.parse_run_failure(HUB_UNKNOWN_TAG)
+    assert hub is not None and hub.image_missing
+    assert hub.line.startswith("Error response from daemon: manifest for teddysun/xray:99.9.9 not found")
+    denied = docker.parse_run_failure(PULL_DENIED)
+    assert denied is not None and denied.image_missing
+    assert denied.line.startswith("Error response from daemon: pull access denied for xtls/xray-core,")
+    assert docker.parse_run_failure(NOT_ON_HOST) == docker.RunFailure(
+        "Error response from daemon: No such image: ghcr.io/xtls/xray-core:99.9.9.", image_missing=True
+    )
+    # A failure that is not the image's: its own line, not flagged; help noise alone says nothing.
+    assert docker.parse_run_failure("unknown flag: --pul\nSee 'docker run --help'.\n") == docker.RunFailure(
+        "unknown flag: --pul", image_missing=False
+    )
+    assert docker.parse_run_failure("See 'docker run --help'.\n") is None
+
+
+def test_xray_config_test_reports_docker_s_error_when_the_image_cannot_run() -> None:
+    tested = xray.parse_config_test(result(stderr=GHCR_UNKNOWN_TAG, code=125))
+    assert tested == xray.ConfigTest(
+        False, "Error response from daemon: manifest unknown.", image_missing=True
+    )
+    # Xray's own failure (its exit code, not docker's) keeps Xray's last line.
+    xray_said = xray.parse_config_test(result(stderr="Failed to start: no such image in config\n", code=23))
+    assert xray_said == xray.ConfigTest(False, "Failed to start: no such image in config")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ovpn.core.model import RELAY_EMAIL, Server
 from ovpn.core.names import RUNTIME_DIR
 from ovpn.facts.base import Fact, combined_output
+from ovpn.facts.docker import DOCKER_RUN_FAILED, parse_run_failure
 from ovpn.remote.base import RemoteResult
 
 
@@ -15,10 +16,18 @@ from ovpn.remote.base import RemoteResult
 class ConfigTest:
     ok: bool
     last_line: str  # Xray's verdict ("Configuration OK.") or the line that says why not; empty without output
+    # Docker could not run the image at all (it is missing, unknown to the registry, or refused): `last_line`
+    # is then docker's error, not Xray's.
+    image_missing: bool = False
 
 
 def parse_config_test(result: RemoteResult) -> ConfigTest:
-    lines = combined_output(result).splitlines()
+    output = combined_output(result)
+    if result.returncode == DOCKER_RUN_FAILED:
+        failure = parse_run_failure(output)
+        if failure is not None:
+            return ConfigTest(False, failure.line, failure.image_missing)
+    lines = output.splitlines()
     return ConfigTest(result.ok, lines[-1] if lines else "")
 
 

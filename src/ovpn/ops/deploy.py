@@ -32,7 +32,7 @@ from ovpn.errors import OvpnError
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
 from ovpn.facts.compose import Container
-from ovpn.facts.haproxy import pool_states
+from ovpn.facts.haproxy import down_servers, pool_log, pool_states
 from ovpn.facts.release import LiveRelease
 from ovpn.ops.agent_client import sync_policy
 from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on_host, remember_machine
@@ -69,6 +69,7 @@ class DeployOutcome:
     bundle_sha256: str
     message: str
     warnings: list[str] = field(default_factory=list)
+    hint: str = ""  # what to do when the deploy failed, beyond "fix the cause and deploy again"
 
 
 def new_revision(digest: str, now: datetime | None = None) -> str:
@@ -154,6 +155,12 @@ def validate_on_host(host: Host, release: str, images: dict[str, str], pull: str
         )
     progress(f"validating on the host: xray run -test ({images['xray']})")
     tested = gather(ssh, xray.config_test(images["xray"], release, geodata=host.server.is_proxy, pull=pull))
+    if tested.image_missing:
+        raise OvpnError(
+            f"the Xray image {images['xray']} cannot be run on {host.server.name}: {tested.last_line}",
+            f"nothing was switched; check the Xray version ({host.server.xray_version} is not a published "
+            f"image?) and set one that is: ovpn server set {host.server.name} --xray-version V",
+        )
     if not tested.ok:
         raise OvpnError(
             f"xray run -test failed on {host.server.name}: {tested.last_line or 'no output'}",
@@ -222,10 +229,15 @@ class GateCheck:
     detail: str
 
 
+BACKEND_UP_CHECK = "haproxy backend UP"
+
+
 @dataclass(frozen=True)
 class GateResult:
     ok: bool
     checks: list[GateCheck]
+    # A proxy's backends and their states in HAProxy, when the gate read them.
+    pool: dict[str, str] = field(default_factory=dict)
 
     def failures(self) -> str:
         return "; ".join(f"{c.name}: {c.detail}" for c in self.checks if not c.ok)
@@ -255,6 +267,7 @@ def health_gate(
     required = required_services(server)
     deadline = clock() + timeout
     checks: list[GateCheck] = []
+    pool: dict[str, str] = {}
     while True:
         snapshot = host.containers()
         running = [snapshot.get(s, Container(s)) for s in required]
@@ -279,13 +292,14 @@ def health_gate(
                                     f"agent says {health_doc}"))  # fmt: skip
             if server.is_proxy and expect_backend_up:
                 metrics = gather(host.ssh, agent.fetch_in_agent(HAPROXY_METRICS_URL)) or ""
-                up = "UP" in pool_states(metrics).values()
-                checks.append(GateCheck("haproxy backend UP", up, "at least one backend UP" if up else
+                pool = pool_states(metrics)
+                up = "UP" in pool.values()
+                checks.append(GateCheck(BACKEND_UP_CHECK, up, "at least one backend UP" if up else
                                         "no backend UP"))  # fmt: skip
             if all(c.ok for c in checks):
-                return GateResult(True, checks)
+                return GateResult(True, checks, pool)
         if clock() > deadline:
-            return GateResult(False, checks)
+            return GateResult(False, checks, pool)
         sleep(2)
 
 
@@ -360,7 +374,9 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
         with app.writing() as repo:
             revision_id = repo.start_revision(name, revision, digest, getpass.getuser())
         try:
-            outcome = _apply(host, rendered, revision, digest, previous, bool(pool), options, progress)
+            outcome = _apply(
+                host, rendered, revision, digest, previous, [s.name for s in pool], options, progress
+            )
         except BaseException as e:
             message = e.message if isinstance(e, OvpnError) else f"interrupted: {e!r}"
             with app.writing() as repo:
@@ -368,16 +384,21 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
             raise
         with app.writing() as repo:
             repo.finish_revision(revision_id, outcome.result, outcome.message)
-        outcome.warnings = rendered.warnings
+        outcome.warnings = [*rendered.warnings, *outcome.warnings]
         if outcome.result == "ok":
             _sync_agent(app, host, outcome, progress)
         if outcome.result != "ok":
-            serving = "the previous release is serving again" if previous else "nothing was running before"
-            raise OvpnError(
-                f"deploy of {name} failed the health gate: {outcome.message}",
-                f"{serving}; fix the cause and deploy again",
-            )
+            raise deploy_failed(outcome, previous)
         return outcome
+
+
+def deploy_failed(outcome: DeployOutcome, previous: LiveRelease | None) -> OvpnError:
+    """The error for a deploy that was rolled back: what failed, once, and what serves now."""
+    serving = "the previous release is serving again" if previous else "nothing was running before"
+    return OvpnError(
+        f"deploy of {outcome.server} failed: {outcome.message}",
+        f"{serving}; {outcome.hint or 'fix the cause and deploy again'}",
+    )
 
 
 def _sync_agent(app: App, host: Host, outcome: DeployOutcome, progress: Progress) -> None:
@@ -398,32 +419,73 @@ def _apply(
     revision: str,
     digest: str,
     previous: LiveRelease | None,
-    pool_nonempty: bool,
+    backends: list[str],
     options: DeployOptions,
     progress: Progress,
 ) -> DeployOutcome:
-    server = host.server
     release = stage(host, rendered.bundle, revision, digest, progress)
     build_agent_image(host, release, rendered.images, progress, rendered.agent_wheels)
     validate_on_host(host, release, rendered.images, options.pull, progress)
+    return go_live(host, release, revision, digest, previous, backends, options, progress)
+
+
+def go_live(
+    host: Host,
+    release: str,
+    revision: str,
+    digest: str,
+    previous: LiveRelease | None,
+    backends: list[str],
+    options: DeployOptions,
+    progress: Progress,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> DeployOutcome:
+    """Switch to the validated release, start it and health-gate it; roll back when it fails to start or the
+    gate fails, with the lines that show why."""
+    server = host.server
     monitoring = host.monitoring_running()
     progress(f"switching {RUNTIME_DIR} to {revision}")
     switch(host, release)
     progress("starting services (docker compose up)")
     try:
         start(host, options.pull, monitoring)
-        progress("health gate")
-        gate = health_gate(host, pool_nonempty, options.gate_timeout)
     except OvpnError as e:
-        gate = GateResult(False, [GateCheck("start", False, e.message)])
+        progress("start failed; rolling back")
+        how = rollback(host, previous, options.pull, monitoring)
+        return DeployOutcome(
+            server.name, "rolled-back", revision, digest, f"start failed: {e.message}; {how}"
+        )
+    progress("health gate")
+    gate = health_gate(host, bool(backends), options.gate_timeout, sleep=sleep, clock=clock)
     if gate.ok:
         prune(host)
-        return DeployOutcome(server.name, "ok", revision, digest, f"{revision} is live")
+        return DeployOutcome(server.name, "ok", revision, digest, f"{revision} is live",
+                             [down_backend_warning(server.name, b) for b in down_servers(gate.pool)])  # fmt: skip
+    pool_down = any(c.name == BACKEND_UP_CHECK and not c.ok for c in gate.checks)
+    events = gather(host.ssh, pool_log()) if pool_down else []
     culprit = failing_service(gate, server)
-    logs = host.logs_tail(culprit, 15) if culprit else ""
+    logs = host.logs_tail(culprit, 15) if culprit and not events else ""
     progress(f"health gate failed ({gate.failures()}); rolling back")
     how = rollback(host, previous, options.pull, monitoring)
     message = f"health gate failed: {gate.failures()}; {how}"
-    if logs:
+    hint = ""
+    if events:
+        message += "\nHAProxy's checks of the pool:\n" + "\n".join(events)
+    elif logs:
         message += f"\nlast log lines:\n{logs}"
-    return DeployOutcome(server.name, "rolled-back", revision, digest, message)
+    if pool_down:
+        doctors = ", ".join(f"`ovpn doctor {b}`" for b in backends)
+        hint = (
+            f"no backend of the pool answers HAProxy's checks: see {doctors}, then deploy {server.name} again"
+        )
+    return DeployOutcome(server.name, "rolled-back", revision, digest, message, hint=hint)
+
+
+def down_backend_warning(proxy: str, backend: str) -> str:
+    """The warning for a backend that HAProxy marks DOWN while the proxy is otherwise fine."""
+    return (
+        f"backend {backend} is DOWN in {proxy}'s pool: foreign traffic avoids it; "
+        f"fix it with `ovpn deploy {backend}` (see `ovpn doctor {backend}`)"
+    )

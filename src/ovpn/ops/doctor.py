@@ -17,7 +17,7 @@ from ovpn.core.names import AGENT_HEALTH_URL, HAPROXY_METRICS_URL, RELEASE_MARKE
 from ovpn.errors import OvpnError
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
-from ovpn.facts.haproxy import pool_states
+from ovpn.facts.haproxy import down_servers, pool_states
 from ovpn.facts.host import DiskUsage, disk_usage, outcome
 from ovpn.geodata.cache import resolve_geodata
 from ovpn.ops.app import App
@@ -130,7 +130,7 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
         )
         checks.append(Check("xray config test", "pass" if tested.ok else "fail",
                             "Configuration OK" if tested.ok else tested.last_line or "failed",
-                            "" if tested.ok else f"ovpn deploy {server.name} --force"))  # fmt: skip
+                            _config_test_hint(tested, server)))  # fmt: skip
     status = agent.agent_status(gather(ssh, agent.fetch_in_agent(AGENT_HEALTH_URL)))
     checks.append(Check("agent health", "pass" if status == "ok" else "fail",
                         f"agent: {status}" if status else "the agent does not answer",
@@ -161,8 +161,30 @@ def _remote(host: Host, rendered: RenderedServer | None, attached_to: list[str],
         else:
             listing = ", ".join(f"{n} {s}" for n, s in sorted(states.items()))
             checks.append(Check("backend pool", "pass" if len(up) == len(states) else "warn" if up else "fail",
-                                listing, "" if up else "every backend is down: foreign traffic fails closed"))  # fmt: skip
+                                listing, _pool_hint(states)))  # fmt: skip
     return True
+
+
+def _config_test_hint(tested: xray.ConfigTest, server: Server) -> str:
+    if tested.ok:
+        return ""
+    if tested.image_missing:
+        return (
+            f"the Xray image for version {server.xray_version} is not on the host or not published: check the "
+            f"version and set one that is (ovpn server set {server.name} --xray-version V), then deploy"
+        )
+    return f"ovpn deploy {server.name} --force"
+
+
+def _pool_hint(states: dict[str, str]) -> str:
+    """What to run for the pool's DOWN backends (they are ovpn servers of the same names)."""
+    down = down_servers(states)
+    if not down:
+        return ""
+    fixes = "; ".join(f"`ovpn doctor {b}`, then `ovpn deploy {b}`" for b in down)
+    if len(down) == len(states):
+        return f"every backend is down: foreign traffic fails closed; check each: {fixes}"
+    return f"check each DOWN backend: {fixes}"
 
 
 def _monitoring(host: Host, checks: list[Check]) -> None:
