@@ -38,6 +38,11 @@ class Container:
     def describe(self) -> str:
         return f"{self.state}{f' ({self.health})' if self.health else ''}"
 
+    def same_run(self, other: Container) -> bool:
+        """The same container in the same state and health: not restarted in between. `status` ("Up 5
+        seconds") changes by itself, so it does not count."""
+        return (self.id, self.state, self.health) == (other.id, other.state, other.health)
+
 
 def parse_ps(text: str) -> list[dict[str, object]]:
     """`docker compose ps --format json` -> its records (Compose prints a JSON array or one object per line,
