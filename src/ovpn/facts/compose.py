@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ovpn.core.names import MAIN_COMPOSE, MONITORING_COMPOSE, PROJECT, RUNTIME_DIR
@@ -55,7 +55,7 @@ def parse_ps(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def containers_of(records: Sequence[dict[str, object]]) -> dict[str, Container]:
+def containers_of(records: Sequence[Mapping[str, object]]) -> dict[str, Container]:
     """service -> its container, from `parse_ps` records."""
     found = {}
     for record in records:
