@@ -49,9 +49,9 @@ class FakeClock:
         return self.now
 
 
-def ps(*containers: tuple[str, str, str, str]) -> Reply:
-    """`docker compose ps --format json` lines for (service, state, health, id)."""
-    lines = [json.dumps({"Service": s, "Name": f"ovpn-{s}", "State": st, "Health": h, "ID": i, "Status": ""})
+def ps(*containers: tuple[str, str, str, str], up: str = "Up 2 seconds") -> Reply:
+    """`docker compose ps --format json` lines for (service, state, health, id); `up` is Docker's Status text."""
+    lines = [json.dumps({"Service": s, "Name": f"ovpn-{s}", "State": st, "Health": h, "ID": i, "Status": up})
              for s, st, h, i in containers]  # fmt: skip
     return Reply("\n".join(lines) + "\n")
 
@@ -90,6 +90,19 @@ def test_a_healthy_vpn_server_passes_every_check_after_settling() -> None:
     ]  # fmt: skip
     assert len(remote.ran("ps", "--all")) == 2  # before and after the settle time
     assert remote.ran("bash", "-c", "</dev/tcp/127.0.0.1/443")
+
+
+def test_a_status_text_that_ages_while_settling_is_not_a_restart() -> None:
+    later = ps(("xray", "running", "", "x1"), ("ovpn-agent", "running", "healthy", "a1"), up="Up 6 seconds")
+    remote = (
+        ScriptedRemote()
+        .on("ps", "--all", reply=[VPN_UP, later])
+        .on("bash", "-c", reply=Reply())
+        .on("docker", "exec", "ovpn-agent", reply=HEALTHY_AGENT)
+    )
+    result = gate(BACKEND_1, remote)
+    assert result.ok, result.failures()
+    assert len(remote.ran("ps", "--all")) == 2  # passed in the first round
 
 
 def test_a_service_that_keeps_restarting_fails_the_gate_at_its_deadline() -> None:

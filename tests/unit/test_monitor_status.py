@@ -55,6 +55,7 @@ def test_a_container_docker_restarted_a_moment_ago_is_crash_looping_even_while_i
     )
     assert parse_crash_loops(output) == {"ovpn-node-exporter-1": 4}
     assert parse_crash_loops("") == {}
+    assert parse_crash_loops("1796212800\nunexpected docker output\n") == {}
     records = [{**r, "Name": f"ovpn-{r['Service']}-1"} for r in RUNNING]
     by = {s.service: s for s in service_states(records, False, parse_crash_loops(output))}
     looping = by["node-exporter"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ovpn.core.names import MAIN_COMPOSE, MONITORING_COMPOSE, PROJECT, RUNTIME_DIR
@@ -38,6 +38,11 @@ class Container:
     def describe(self) -> str:
         return f"{self.state}{f' ({self.health})' if self.health else ''}"
 
+    def same_run(self, other: Container) -> bool:
+        """The same container in the same state and health: not restarted in between. `status` ("Up 5
+        seconds") changes by itself, so it does not count."""
+        return (self.id, self.state, self.health) == (other.id, other.state, other.health)
+
 
 def parse_ps(text: str) -> list[dict[str, object]]:
     """`docker compose ps --format json` -> its records (Compose prints a JSON array or one object per line,
@@ -50,7 +55,7 @@ def parse_ps(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def containers_of(records: Sequence[dict[str, object]]) -> dict[str, Container]:
+def containers_of(records: Sequence[Mapping[str, object]]) -> dict[str, Container]:
     """service -> its container, from `parse_ps` records."""
     found = {}
     for record in records:

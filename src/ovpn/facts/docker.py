@@ -21,17 +21,18 @@ CRASH_LOOP_FORMAT = "{{.Name}} {{.RestartCount}} {{.State.StartedAt}}"
 def parse_crash_loops(output: str) -> dict[str, int]:
     """The output of `date -u +%s` followed by `docker inspect --format CRASH_LOOP_FORMAT` -> the containers
     Docker restarted whose current run began less than CRASH_LOOP_SECONDS before the host's clock, with their
-    restart counts."""
+    restart counts. Output it cannot read says nothing (the container states still do)."""
     lines = output.strip().splitlines()
-    if not lines:
+    looping: dict[str, int] = {}
+    try:
+        now = datetime.fromtimestamp(int(lines[0]), UTC)
+        for line in lines[1:]:
+            name, count, started = line.split()
+            age = (now - datetime.fromisoformat(started)).total_seconds()
+            if int(count) > 0 and age < CRASH_LOOP_SECONDS:
+                looping[name.lstrip("/")] = int(count)
+    except (IndexError, ValueError):
         return {}
-    now = datetime.fromtimestamp(int(lines[0]), UTC)
-    looping = {}
-    for line in lines[1:]:
-        name, count, started = line.split()
-        age = (now - datetime.fromisoformat(started)).total_seconds()
-        if int(count) > 0 and age < CRASH_LOOP_SECONDS:
-            looping[name.lstrip("/")] = int(count)
     return looping
 
 

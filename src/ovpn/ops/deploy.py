@@ -277,7 +277,7 @@ def health_gate(
             again = host.containers()
             for c in running:
                 later = again.get(c.service, Container(c.service))
-                stable = later == c
+                stable = later.same_run(c)
                 checks.append(GateCheck(f"{c.service} stays up", stable, "running" if stable else
                                         f"restarted: {(later.state, later.health, later.id)}"))  # fmt: skip
             listening = host.ssh.run(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ovpn.core.names import BOT_SERVICE
 from ovpn.errors import OvpnError
 from ovpn.facts.base import gather
+from ovpn.facts.compose import Container, containers_of
 from ovpn.facts.docker import crash_loops
 from ovpn.facts.prometheus import PrometheusView, parse_alerts, parse_targets, prometheus_api
 from ovpn.ops.app import App
@@ -103,20 +104,19 @@ def service_states(
     """The monitoring services from `docker compose ps --all --format json` records, in the stack's order; a
     service without a container is `missing`. `looping` maps a container name to its restarts while it is
     crash-looping (see `crash_loops`)."""
-    by_service = {str(r.get("Service", "")): r for r in records}
+    by_service = containers_of(records)
     states = []
     for service in MONITORING_SERVICES:
-        record = by_service.get(service, {})
-        container = str(record.get("Name", ""))
+        found = by_service.get(service, Container(service))
         states.append(
             ServiceState(
                 service=service,
-                container=container,
-                state=str(record.get("State", "")) or "missing",
-                health=str(record.get("Health", "")),
-                status=str(record.get("Status", "")),
+                container=found.name,
+                state=found.state,
+                health=found.health,
+                status=found.status,
                 expected=service != BOT_SERVICE or bot_configured,
-                restarts=(looping or {}).get(container, 0),
+                restarts=(looping or {}).get(found.name, 0),
             )
         )
     return states
