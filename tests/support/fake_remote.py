@@ -2,7 +2,8 @@
 
 Each rule pairs a run of words that must appear in the command (in order, side by side) with the answers to
 give; a rule with several answers gives them in turn and then repeats its last. A command that no rule matches
-fails the test, so a test also pins which commands are run. ssh's own failure (exit 255) raises like `Ssh` does,
+fails the test, so a test also pins which commands are run. `hold` runs like `run` and holds a command whose
+first line is the awaited one (a lock taken), recording its release. ssh's own failure (exit 255) raises like `Ssh` does,
 and `check=True` raises on a failed command like `Ssh` does.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, RemoteResult, SshTarget, command_failure
+from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, RemoteResult, SshTarget, command_failure
 from ovpn.remote.ssh import SSH_FAILED, classify_ssh_failure
 
 
@@ -49,6 +50,7 @@ class ScriptedRemote:
     rules: list[Rule] = field(default_factory=list)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
+    released: list[tuple[str, ...]] = field(default_factory=list)
 
     def on(self, *words: str, reply: Answer | Sequence[Answer] = Reply()) -> ScriptedRemote:
         """Answer commands holding `words` (the first matching rule wins, so add specific rules first)."""
@@ -89,6 +91,15 @@ class ScriptedRemote:
             raise command_failure(self.target, result)
         return result
 
+    def hold(
+        self, argv: Sequence[str], *, ready: str, sudo: bool = False, timeout: int = 30
+    ) -> Held | RemoteResult:
+        """A command whose reply's first line is `ready` is held (until released, seen in `released`)."""
+        result = self.run(argv, sudo=sudo, timeout=timeout, check=False)
+        if result.text.split("\n", 1)[0] != ready:
+            return result
+        return _ScriptedHold(self, tuple(argv))
+
     def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Iterator[str]:
         yield from self.run(argv, sudo=sudo).text.splitlines()
 
@@ -97,3 +108,12 @@ class ScriptedRemote:
     ) -> None:
         self.calls.append(("write_file", path, f"{mode:o}"))
         self.files[path] = content
+
+
+@dataclass
+class _ScriptedHold:
+    remote: ScriptedRemote
+    argv: tuple[str, ...]
+
+    def release(self) -> None:
+        self.remote.released.append(self.argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +67,7 @@ def _live(ctx: Context, reset_email: str | None = None) -> list[dict[str, str]]:
 
     outcomes = apply_users_live(ctx.app, lambda line: click.echo(line, err=True), reset_email=reset_email)
     for outcome in outcomes:
-        if outcome.result == "deployed":  # the operator must know the live path did not work
+        if outcome.result in ("deployed", "busy"):  # the operator must know the live path did not work
             warn(f"{outcome.server}: {outcome.message}")
         elif outcome.result == "failed":
             warn(f"{outcome.server}: {outcome.message}; the change is saved: run `ovpn deploy {outcome.server}` "
@@ -110,11 +111,28 @@ def user() -> None:
 Handler = Callable[..., None]
 
 
+def _changes_users(operation: str) -> Callable[[Handler], Handler]:
+    """Hold every deployed server's local lock while the state changes and the change goes live, so that a
+    user change is refused (with the state untouched) while another operation of this data directory runs."""
+
+    def wrap(f: Handler) -> Handler:
+        @functools.wraps(f)
+        def run(ctx: Context, /, *args: object, **kwargs: object) -> None:
+            from ovpn.ops.users_live import user_change_lock
+
+            with user_change_lock(ctx.app, operation):
+                f(ctx, *args, **kwargs)
+
+        return run
+
+    return wrap
+
+
 def _on_one_user(name: str, *options: Callable[[Handler], Handler]) -> Callable[[Handler], click.Command]:
     """`user NAME --username U [OPTIONS] [--json]`, the command getting the Context first."""
 
     def register(f: Handler) -> click.Command:
-        f = click.pass_obj(f)
+        f = click.pass_obj(_changes_users(f"user {name}")(f))
         stack: tuple[Callable[[Handler], Handler], ...] = (username_option, *options, json_option)
         for option in reversed(stack):
             f = option(f)
@@ -137,6 +155,7 @@ def _on_one_user(name: str, *options: Callable[[Handler], Handler]) -> Callable[
 @click.option("--tags", default="", help="Comma-separated tags, e.g. pilot,batch-1.")
 @json_option
 @click.pass_obj
+@_changes_users("user add")
 def add(
     ctx: Context,
     /,
@@ -171,6 +190,7 @@ def add(
 @user.command("rm")
 @username_option
 @click.pass_obj
+@_changes_users("user rm")
 def rm(ctx: Context, /, username: str) -> None:
     """Remove a user."""
     from ovpn.ops.users import remove_user

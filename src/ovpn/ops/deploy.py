@@ -37,7 +37,7 @@ from ovpn.facts.release import LiveRelease
 from ovpn.ops.agent_client import sync_policy
 from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on_host, remember_machine
 from ovpn.ops.app import App
-from ovpn.ops.host import Host, connect
+from ovpn.ops.host import Host, connect, locked
 from ovpn.ops.render import RenderedServer, render_server
 from ovpn.remote.base import Remote
 from ovpn.render.bundle import Bundle, bundle_digest
@@ -359,7 +359,7 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
                 f"refusing to deploy proxy {name}: " + "; ".join(problems),
                 "deploy the backend first (`ovpn deploy " + pool[0].name + "`), then the proxy",
             )
-    with connect(app, server, accept_new_host_key=options.accept_new_host_key) as ssh:
+    with locked(app, server, "deploy", accept_new_host_key=options.accept_new_host_key) as ssh:
         host = Host(ssh, server)
         if remember_machine(app.data_dir, name, ssh.run(["uname", "-m"], timeout=30).text):
             # The bundle carries the agent's binary wheels for the host's CPU architecture.

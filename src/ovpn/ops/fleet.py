@@ -11,7 +11,7 @@ from ovpn.errors import InvalidInput, OvpnError
 from ovpn.facts.compose import Container
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy, required_services
-from ovpn.ops.host import Host, connect
+from ovpn.ops.host import Host, connect, locked
 from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
 RESTART_TIMEOUT_SECONDS = 90
@@ -60,7 +60,7 @@ def check_host(host: Host, progress: Progress) -> None:
 def init(app: App, name: str, options: DeployOptions, progress: Progress) -> DeployOutcome:
     with app.reading() as repo:
         server = repo.server(name)
-    with connect(app, server, accept_new_host_key=options.accept_new_host_key) as ssh:
+    with locked(app, server, "server init", accept_new_host_key=options.accept_new_host_key) as ssh:
         host = Host(ssh, server)
         progress(f"checking {name}: OS, sudo, Docker, Compose")
         check_host(host, progress)
@@ -74,7 +74,7 @@ def init(app: App, name: str, options: DeployOptions, progress: Progress) -> Dep
                 f"{RUNTIME_DIR} on {name} is a directory that ovpn did not create",
                 f"move it away (it is not touched), then run `ovpn server init {name}` again",
             )
-    return deploy(app, name, options, progress)
+        return deploy(app, name, options, progress)
 
 
 def status(app: App, name: str) -> list[Container]:
@@ -124,7 +124,7 @@ def restart(app: App, name: str, service: str | None, timeout: float = RESTART_T
         server = repo.server(name)
     _check_service(server, service)
     targets = [service] if service else required_services(server)
-    with connect(app, server) as ssh:
+    with locked(app, server, "restart") as ssh:
         host = Host(ssh, server)
         monitoring = service in MONITORING_SERVICES or host.monitoring_running()
         ssh.run(host.compose(["restart", *targets], monitoring=monitoring), sudo=True, timeout=300)

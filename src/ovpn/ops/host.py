@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 from ovpn.core.model import Server
 from ovpn.core.names import (
@@ -19,6 +20,7 @@ from ovpn.facts.base import gather
 from ovpn.facts.compose import Container, compose_argv, containers_of, logs_tail, services
 from ovpn.facts.release import LiveRelease, UnreadableMarker
 from ovpn.ops.app import App
+from ovpn.ops.locks import operation_lock
 from ovpn.remote.base import Remote, SshTarget
 from ovpn.remote.ssh import Ssh, default_settings
 
@@ -26,6 +28,17 @@ from ovpn.remote.ssh import Ssh, default_settings
 def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> Ssh:
     target = SshTarget(server.host, server.ssh_port, server.ssh_user, server.ssh_identity)
     return Ssh(target, default_settings(app.data_dir, accept_new_host_key=accept_new_host_key))
+
+
+@contextlib.contextmanager
+def locked(app: App, server: Server, operation: str, *, accept_new_host_key: bool = False) -> Iterator[Ssh]:
+    """A connection to a host that this operation alone changes: the server's lock, locally and on the host,
+    is held until the block ends (`ovpn.ops.locks`)."""
+    with (
+        connect(app, server, accept_new_host_key=accept_new_host_key) as ssh,
+        operation_lock(app.data_dir, ssh, server.name, operation),
+    ):
+        yield ssh
 
 
 class Host:

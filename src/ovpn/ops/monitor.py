@@ -19,7 +19,7 @@ from ovpn.facts.docker import crash_loops
 from ovpn.facts.prometheus import PrometheusView, parse_alerts, parse_targets, prometheus_api
 from ovpn.ops.app import App
 from ovpn.ops.deploy import Progress
-from ovpn.ops.host import Host, connect
+from ovpn.ops.host import Host, connect, locked
 from ovpn.render.monitoring.compose import ALERTMANAGER_VOLUME, GRAFANA_VOLUME, PROMETHEUS_VOLUME
 from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
@@ -191,7 +191,7 @@ def up(
 ) -> UpResult:
     with app.reading() as repo:
         server = repo.server(name)
-    with connect(app, server, accept_new_host_key=accept_new_host_key) as ssh:
+    with locked(app, server, "monitor up", accept_new_host_key=accept_new_host_key) as ssh:
         host = Host(ssh, server)
         _require_release(host)
         configured = host.bot_configured()
@@ -251,7 +251,7 @@ def down(app: App, name: str, purge_data: bool, progress: Progress) -> list[str]
     """Stop and remove the monitoring containers (the runtime keeps running); returns the removed volumes."""
     with app.reading() as repo:
         server = repo.server(name)
-    with connect(app, server) as ssh:
+    with locked(app, server, "monitor down") as ssh:
         host = Host(ssh, server)
         _require_release(host)
         progress(f"stopping and removing {', '.join(MONITORING_SERVICES)}")

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ovpn.core.model import TelegramSettings
+from ovpn.core.model import Server, TelegramSettings
 from ovpn.core.names import BOT_PORT, BOT_SERVICE, BOT_TOKEN_FILE, RUNTIME_DIR
 from ovpn.errors import OvpnError
 from ovpn.ops import bot_webhook, monitor
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployResult, deploy
-from ovpn.ops.host import Host, connect
+from ovpn.ops.host import Host, connect, locked
 from ovpn.render.monitoring.spec import WEBHOOK_TOKEN_BOT_MOUNT
 
 Progress = Callable[[str], None]
@@ -152,6 +152,22 @@ def telegram_setup(
     check_settings(settings)
     with app.reading() as repo:
         server = repo.server(name)
+    # One lock over the whole setup: the deploy and `monitor up` it runs take the same lock again.
+    with locked(app, server, "telegram setup", accept_new_host_key=accept_new_host_key):
+        return _setup(app, server, token, settings, pull, progress, accept_new_host_key, delivery_timeout)
+
+
+def _setup(
+    app: App,
+    server: Server,
+    token: str,
+    settings: TelegramSettings,
+    pull: str,
+    progress: Progress,
+    accept_new_host_key: bool,
+    delivery_timeout: float,
+) -> SetupResult:
+    name = server.name
     with connect(app, server, accept_new_host_key=accept_new_host_key) as ssh:
         host = Host(ssh, server)
         if host.live_release() is None:

@@ -11,11 +11,13 @@ For each server that has been deployed (a successful revision in the state), in 
 
 The agent is reached with `docker exec` over SSH (ovpn.ops.agent_client): the request body (user ids) goes
 on stdin and the token never leaves the host (the script reads it from the agent's own environment). If the live
-path fails on a host, that host gets a full deploy instead, and the outcome says so.
+path fails on a host, that host gets a full deploy instead, and the outcome says so; a host that another
+operation holds (`ovpn.ops.locks`) is left to the next deploy, not deployed behind that operation's back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
@@ -30,7 +32,8 @@ from ovpn.facts.release import LiveRelease
 from ovpn.ops.agent_client import agent_path, agent_request, sync_policy
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, deploy
-from ovpn.ops.host import Host, connect
+from ovpn.ops.host import Host, connect, locked
+from ovpn.ops.locks import OperationLocked, local_locks
 from ovpn.ops.render import render_server
 from ovpn.render.bundle import BundleFile, bundle_digest
 
@@ -42,7 +45,7 @@ MAX_PARALLEL = 8
 @dataclass(frozen=True)
 class LiveOutcome:
     server: str
-    result: Literal["live", "deployed", "skipped", "failed"]
+    result: Literal["live", "deployed", "skipped", "busy", "failed"]
     message: str
 
     def as_json(self) -> dict[str, str]:
@@ -72,7 +75,7 @@ def persist_config(host: Host, bundle: dict[str, BundleFile], live: LiveRelease)
 
 def _live(app: App, server: Server, users: list[User], reset_email: str | None) -> LiveOutcome:
     rendered = render_server(app, server.name)
-    with connect(app, server) as ssh:
+    with locked(app, server, "user change") as ssh:
         host = Host(ssh, server)
         live = host.live_release()
         if live is None:
@@ -101,6 +104,8 @@ def _apply_one(
 ) -> LiveOutcome:
     try:
         return _live(app, server, users, reset_email)
+    except OperationLocked as e:
+        return LiveOutcome(server.name, "busy", f"{e.message}: the change reaches it with the next deploy")
     except OvpnError as e:
         progress(f"{server.name}: the live change failed ({e.message}); deploying instead")
         try:
@@ -130,6 +135,15 @@ APPLY_ENV = "OVPN_APPLY_USER_CHANGES"
 def live_enabled(env: Mapping[str, str]) -> bool:
     """`OVPN_APPLY_USER_CHANGES=no` keeps user changes in the state until the next deploy (no SSH at all)."""
     return env.get(APPLY_ENV, "yes").strip().lower() not in ("no", "0", "false", "off")
+
+
+def user_change_lock(app: App, operation: str) -> contextlib.AbstractContextManager[None]:
+    """The local locks of every server a user change goes live on (none when changes wait for a deploy)."""
+    if not live_enabled(app.env):
+        return contextlib.nullcontext()
+    with app.reading() as repo:
+        names = repo.deployed_names()
+    return local_locks(app.data_dir, names, operation)
 
 
 def apply_users_live(app: App, progress: Progress, *, reset_email: str | None = None) -> list[LiveOutcome]:

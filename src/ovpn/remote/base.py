@@ -71,6 +71,19 @@ class Remote(Protocol):
         self, path: str, content: bytes, *, mode: int = 0o600, sudo: bool = True, timeout: int = 60
     ) -> None: ...
 
+    def hold(
+        self, argv: Sequence[str], *, ready: str, sudo: bool = False, timeout: int = 30
+    ) -> Held | RemoteResult:
+        """Start a command that keeps running while the caller holds it: a `Held` once it prints the line
+        `ready`, or its result when it exits before that (within `timeout`)."""
+        ...
+
+
+class Held(Protocol):
+    """A command left running on the host (e.g. one holding a lock) until `release`."""
+
+    def release(self) -> None: ...
+
 
 def command_failure(target: SshTarget, result: RemoteResult) -> RemoteCommandFailed:
     """The error for a command that failed on the host: the command, its exit code and its last line."""

@@ -12,17 +12,21 @@ ours alone: `private_control_dir` creates it 0700 or refuses one that another us
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import shlex
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ovpn.errors import HostUnreachable, OvpnError, RemoteCommandFailed
-from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, RemoteResult, SshTarget, command_failure
+from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, RemoteResult, SshTarget, command_failure
 
 CONNECT_TIMEOUT_SECONDS = 15
 SSH_FAILED = 255
@@ -115,7 +119,9 @@ class Ssh:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def base_argv(self) -> list[str]:
+    def base_argv(self, *, shared: bool = True) -> list[str]:
+        """ssh's arguments up to the remote command; `shared=False` opens a connection of its own, which
+        closing the shared master does not end."""
         s, t = self.settings, self.target
         user_known = "~/.ssh/known_hosts"
         argv = [s.ssh_binary]
@@ -126,9 +132,8 @@ class Ssh:
             "-o", f"ConnectTimeout={s.connect_timeout}",
             "-o", f"StrictHostKeyChecking={'accept-new' if s.accept_new_host_key else 'yes'}",
             "-o", f"UserKnownHostsFile={s.known_hosts} {user_known}",
-            "-o", "ControlMaster=auto",
-            "-o", f"ControlPath={s.control_dir}/%C",
-            "-o", "ControlPersist=60",
+            *(["-o", "ControlMaster=auto", "-o", f"ControlPath={s.control_dir}/%C", "-o", "ControlPersist=60"]
+              if shared else ["-o", "ControlMaster=no", "-o", "ControlPath=none"]),
             "-o", "ServerAliveInterval=10",
             "-o", "ServerAliveCountMax=3",
             "-p", str(t.port),
@@ -183,6 +188,30 @@ class Ssh:
                 yield raw.decode(errors="replace").rstrip("\n")
             proc.wait()
 
+    def hold(
+        self, argv: Sequence[str], *, ready: str, sudo: bool = False, timeout: int = 30
+    ) -> Held | RemoteResult:
+        """Run a command on a connection of its own and keep it running until `release`: closing its stdin ends
+        it, and so does this process dying (ssh then sees end of input), so nothing it holds outlives us."""
+        local = [*self.base_argv(shared=False), remote_command(argv, sudo=sudo)]
+        proc = subprocess.Popen(local, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=dict(self.settings.env))  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        first, seen = _first_line(proc.stdout, timeout)
+        if first == ready:
+            return _HeldProcess(proc)
+        if first is None and proc.poll() is None:
+            _HeldProcess(proc).release()
+            raise RemoteCommandFailed(
+                f"`{shlex.join(argv)}` on {self.target.host} did not answer within {timeout}s",
+                "the host may be overloaded or the connection stalled; run `ovpn doctor` for this server",
+            )
+        out, err = proc.communicate(timeout=timeout)
+        result = RemoteResult(tuple(argv), proc.returncode, seen + out, err)
+        if proc.returncode == SSH_FAILED:
+            raise classify_ssh_failure(self.target, result.error_text, self.settings.known_hosts)
+        return result
+
     def write_file(
         self, path: str, content: bytes, *, mode: int = 0o600, sudo: bool = True, timeout: int = 60
     ) -> None:
@@ -199,6 +228,41 @@ class Ssh:
             env=dict(self.settings.env),
             check=False,
         )
+
+
+def _first_line(stream: IO[bytes], timeout: float) -> tuple[str | None, bytes]:
+    """The first whole line a process prints (None when it prints none within `timeout` or ends first), and
+    everything read on the way."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    fd = stream.fileno()
+    while b"\n" not in buffer:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None, buffer
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None, buffer
+        buffer += chunk
+    return buffer.split(b"\n", 1)[0].decode(errors="replace"), buffer
+
+
+class _HeldProcess:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def release(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _private_folder_error(path: Path, reason: str) -> OvpnError:

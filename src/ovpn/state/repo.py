@@ -362,6 +362,14 @@ class Repository:
             (result, message, _now(), revision_id),
         )
 
+    def deployed_names(self) -> list[str]:
+        """The servers with a successful deploy on record (read without opening any secret)."""
+        rows = self.conn.execute(
+            "SELECT s.name FROM servers s WHERE EXISTS (SELECT 1 FROM deploy_revisions r WHERE r.server_id = s.id "
+            "AND r.result IN ('ok', 'unchanged')) ORDER BY s.name"
+        )
+        return [str(r[0]) for r in rows]
+
     def revisions(self, server: str, limit: int = 20) -> list[Revision]:
         rows = self.conn.execute(
             "SELECT r.* FROM deploy_revisions r JOIN servers s ON s.id = r.server_id WHERE s.name = ? "
