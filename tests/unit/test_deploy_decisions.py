@@ -69,10 +69,16 @@ def host_for(server: Server, remote: ScriptedRemote) -> Host:
 
 
 def gate(
-    server: Server, remote: ScriptedRemote, expect_backend_up: bool = False, timeout: int = 90
+    server: Server,
+    remote: ScriptedRemote,
+    expect_backend_up: bool = False,
+    timeout: int = 90,
+    said: list[str] | None = None,
 ) -> GateResult:
     clock = FakeClock()
-    return health_gate(host_for(server, remote), expect_backend_up, timeout, sleep=clock.sleep, clock=clock)
+    progress = said.append if said is not None else lambda line: None
+    return health_gate(host_for(server, remote), expect_backend_up, timeout, progress, sleep=clock.sleep,
+                       clock=clock)  # fmt: skip
 
 
 def test_a_healthy_vpn_server_passes_every_check_after_settling() -> None:
@@ -149,9 +155,17 @@ def test_a_proxy_waits_for_a_backend_up_and_fails_closed_on_none() -> None:
             .on("docker", "exec", "ovpn-agent", "python3", "-c", reply=answer)
         )
 
-    assert gate(PROXY, proxy(ONE_UP), expect_backend_up=True).ok
-    down = gate(PROXY, proxy(ALL_DOWN), expect_backend_up=True, timeout=20)
+    said: list[str] = []
+    assert gate(PROXY, proxy(ONE_UP), expect_backend_up=True, said=said).ok
+    assert said == []  # no wait, nothing to say
+    down = gate(PROXY, proxy(ALL_DOWN), expect_backend_up=True, timeout=20, said=said)
     assert not down.ok and down.failures() == "haproxy backend UP: no backend UP"
+    # A line at most every 5 s of the wait, naming what is awaited: the rounds end at 4, 10 and 16 s (4 s of
+    # settling, then a 2 s pause), and the wait ends at the 20 s deadline.
+    assert said == [
+        "waiting for haproxy: 0/2 backends UP (10/20 s)",
+        "waiting for haproxy: 0/2 backends UP (16/20 s)",
+    ]
     assert failing_service(down, PROXY) == "haproxy"
     # Without attached backends the pool is not waited for (foreign traffic fails closed by design).
     assert gate(PROXY, proxy(ALL_DOWN), expect_backend_up=False).ok
@@ -159,9 +173,11 @@ def test_a_proxy_waits_for_a_backend_up_and_fails_closed_on_none() -> None:
 
 def test_a_service_never_running_is_reported_with_its_state_and_nothing_else_is_probed() -> None:
     remote = ScriptedRemote().on("ps", "--all", reply=ps(("xray", "exited", "", "x1")))
-    result = gate(BACKEND_1, remote, timeout=6)
+    said: list[str] = []
+    result = gate(BACKEND_1, remote, timeout=6, said=said)
     assert not result.ok
     assert result.failures() == "service xray: exited; service ovpn-agent: missing"
+    assert said == ["waiting for xray: exited, ovpn-agent: missing (6/6 s)"]
     assert not remote.ran("docker", "exec") and not remote.ran("bash")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ with local_lock(Path(sys.argv[1]), "vpn-nl", "deploy"):
 
 
 @pytest.fixture
-def other_process(tmp_path: Path) -> subprocess.Popen[str]:
+def other_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """Another ovpn process of the same data directory, holding vpn-nl's local lock until its stdin closes."""
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip

@@ -146,7 +146,7 @@ def restart(ctx: Context, /, name: str, service: str | None) -> None:
     """Restart a server's services."""
     from ovpn.ops.fleet import restart as do_restart
 
-    restarted = do_restart(ctx.app, name, service)
+    restarted = do_restart(ctx.app, name, service, _progress(name, False))
     click.echo(f"{name}: restarted {', '.join(restarted)}; running again")
 
 

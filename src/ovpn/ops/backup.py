@@ -34,7 +34,7 @@ from ovpn.ops.backup_archive import (
     parse_manifest,
 )
 from ovpn.ops.deploy import Progress, health_gate, rollback, start, switch
-from ovpn.ops.host import Host, connect
+from ovpn.ops.host import Host, locked
 from ovpn.remote.base import Remote
 from ovpn.render.compose import AGENT_DATA_VOLUME
 
@@ -69,7 +69,7 @@ def backup(app: App, name: str, keep: int, progress: Progress) -> BackupResult:
     now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     archive = f"{BACKUP_DIR}/{name}-{stamp}.tar.gz"
-    with connect(app, server) as ssh:
+    with locked(app, server, "backup") as ssh:
         host = Host(ssh, server)
         live = host.live_release()
         if live is None:
@@ -141,7 +141,7 @@ def restore(app: App, name: str, source: str, progress: Progress, gate_timeout: 
             "--digest SHA256 (as kept when it was taken) or, trusting the host, --trust-host-digest",
         )
     revision = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-restored"
-    with connect(app, server) as ssh:
+    with locked(app, server, "restore") as ssh:
         host = Host(ssh, server)
         progress(f"verifying {archive}")
         _verify_digest(ssh, archive, recorded, digest, trust_host_digest)
@@ -173,8 +173,10 @@ def restore(app: App, name: str, source: str, progress: Progress, gate_timeout: 
         progress(f"switching {RUNTIME_DIR} to {revision}")
         switch(host, release)
         monitoring = host.monitoring_running()
+        progress("starting services (docker compose up)")
         start(host, "never", monitoring)
-        gate = health_gate(host, pool_nonempty, gate_timeout)
+        progress("health gate")
+        gate = health_gate(host, pool_nonempty, gate_timeout, progress)
         restored = host.live_release()
         with app.writing() as repo:
             revision_id = repo.start_revision(

@@ -39,6 +39,7 @@ from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on
 from ovpn.ops.app import App
 from ovpn.ops.host import Host, connect, locked
 from ovpn.ops.render import RenderedServer, render_server
+from ovpn.ops.waiting import Waiting
 from ovpn.remote.base import Remote
 from ovpn.render.bundle import Bundle, bundle_digest
 
@@ -227,6 +228,11 @@ class GateCheck:
     name: str
     ok: bool
     detail: str
+    waiting: str = ""  # what a wait on this check awaits, when `name: detail` does not say it well
+
+    @property
+    def awaited(self) -> str:
+        return self.waiting or f"{self.name}: {self.detail}"
 
 
 BACKEND_UP_CHECK = "haproxy backend UP"
@@ -257,21 +263,24 @@ def health_gate(
     host: Host,
     expect_backend_up: bool,
     timeout: int,
+    progress: Progress,
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> GateResult:
     """Wait (bounded) until every required service runs stably, Xray listens, the agent is healthy, and on a
-    proxy with backends HAProxy sees one UP."""
+    proxy with backends HAProxy sees one UP; every few seconds say what is still awaited."""
     server = host.server
     required = required_services(server)
     deadline = clock() + timeout
+    waiting = Waiting(progress, timeout, clock=clock)
     checks: list[GateCheck] = []
     pool: dict[str, str] = {}
     while True:
         snapshot = host.containers()
         running = [snapshot.get(s, Container(s)) for s in required]
-        checks = [GateCheck(f"service {c.service}", c.healthy, c.describe()) for c in running]
+        checks = [GateCheck(f"service {c.service}", c.healthy, c.describe(), f"{c.service}: {c.describe()}")
+                  for c in running]  # fmt: skip
         if all(c.ok for c in checks):
             sleep(SETTLE_SECONDS)
             again = host.containers()
@@ -285,7 +294,8 @@ def health_gate(
                 timeout=15,
             ).ok  # fmt: skip
             checks.append(GateCheck(f"xray listens on {server.port}", listening,
-                                    "accepting" if listening else "no listener"))  # fmt: skip
+                                    "accepting" if listening else "no listener",
+                                    f"xray to listen on {server.port}"))  # fmt: skip
             health_doc = gather(host.ssh, agent.fetch_in_agent(AGENT_HEALTH_URL))
             api_up = agent.agent_status(health_doc) == "ok"
             checks.append(GateCheck("agent healthy", api_up, "Xray API answers" if api_up else
@@ -293,13 +303,14 @@ def health_gate(
             if server.is_proxy and expect_backend_up:
                 metrics = gather(host.ssh, agent.fetch_in_agent(HAPROXY_METRICS_URL)) or ""
                 pool = pool_states(metrics)
-                up = "UP" in pool.values()
-                checks.append(GateCheck(BACKEND_UP_CHECK, up, "at least one backend UP" if up else
-                                        "no backend UP"))  # fmt: skip
+                up = sum(state == "UP" for state in pool.values())
+                checks.append(GateCheck(BACKEND_UP_CHECK, up > 0, "at least one backend UP" if up else
+                                        "no backend UP", f"haproxy: {up}/{len(pool)} backends UP"))  # fmt: skip
             if all(c.ok for c in checks):
                 return GateResult(True, checks, pool)
         if clock() > deadline:
             return GateResult(False, checks, pool)
+        waiting.tick(", ".join(c.awaited for c in checks if not c.ok))
         sleep(2)
 
 
@@ -458,7 +469,7 @@ def go_live(
             server.name, "rolled-back", revision, digest, f"start failed: {e.message}; {how}"
         )
     progress("health gate")
-    gate = health_gate(host, bool(backends), options.gate_timeout, sleep=sleep, clock=clock)
+    gate = health_gate(host, bool(backends), options.gate_timeout, progress, sleep=sleep, clock=clock)
     if gate.ok:
         prune(host)
         return DeployOutcome(server.name, "ok", revision, digest, f"{revision} is live",

@@ -12,6 +12,7 @@ from ovpn.facts.compose import Container
 from ovpn.ops.app import App
 from ovpn.ops.deploy import DeployOptions, DeployOutcome, Progress, deploy, required_services
 from ovpn.ops.host import Host, connect, locked
+from ovpn.ops.waiting import Waiting
 from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
 RESTART_TIMEOUT_SECONDS = 90
@@ -117,7 +118,9 @@ def recent_logs(app: App, name: str, tail: int) -> dict[str, list[str]]:
     }
 
 
-def restart(app: App, name: str, service: str | None, timeout: float = RESTART_TIMEOUT_SECONDS) -> list[str]:
+def restart(
+    app: App, name: str, service: str | None, progress: Progress, timeout: float = RESTART_TIMEOUT_SECONDS
+) -> list[str]:
     """Restart the runtime services (or one service), then wait (bounded) until each runs again; the restarted
     services. A service that does not come back fails with its last log lines."""
     with app.reading() as repo:
@@ -127,13 +130,16 @@ def restart(app: App, name: str, service: str | None, timeout: float = RESTART_T
     with locked(app, server, "restart") as ssh:
         host = Host(ssh, server)
         monitoring = service in MONITORING_SERVICES or host.monitoring_running()
+        progress(f"restarting {', '.join(targets)}")
         ssh.run(host.compose(["restart", *targets], monitoring=monitoring), sudo=True, timeout=300)
         deadline = time.monotonic() + timeout
+        report = Waiting(progress, timeout)
         while True:
             states = {str(s.get("Service")): s for s in host.compose_services(monitoring=monitoring)}
             waiting = [t for t in targets if not _running(states.get(t))]
             if not waiting:
                 return targets
+            report.tick(", ".join(f"{t}: {_state_of(states.get(t))}" for t in waiting))
             if time.monotonic() > deadline:
                 logs = ssh.run(host.compose(["logs", "--no-color", "--tail", "20", waiting[0]], monitoring=monitoring),
                                sudo=True, timeout=60, check=False)  # fmt: skip
@@ -142,6 +148,13 @@ def restart(app: App, name: str, service: str | None, timeout: float = RESTART_T
                     f"see `ovpn doctor {name}` and `ovpn server logs {name} --service {waiting[0]}`",
                 )
             time.sleep(1)
+
+
+def _state_of(record: dict[str, object] | None) -> str:
+    if record is None:
+        return "no container"
+    health = record.get("Health")
+    return f"{record.get('State')} ({health})" if health else str(record.get("State"))
 
 
 def _running(record: dict[str, object] | None) -> bool:

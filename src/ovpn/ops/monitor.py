@@ -20,6 +20,7 @@ from ovpn.facts.prometheus import PrometheusView, parse_alerts, parse_targets, p
 from ovpn.ops.app import App
 from ovpn.ops.deploy import Progress
 from ovpn.ops.host import Host, connect, locked
+from ovpn.ops.waiting import Waiting
 from ovpn.render.monitoring.compose import ALERTMANAGER_VOLUME, GRAFANA_VOLUME, PROMETHEUS_VOLUME
 from ovpn.render.monitoring.spec import MONITORING_SERVICES
 
@@ -223,6 +224,7 @@ def wait_ready(host: Host, bot_configured: bool, progress: Progress, timeout: in
     """Poll (bounded) until every expected monitoring service runs and is healthy; fail on the first that
     exits, restarts or turns unhealthy, with its last log lines."""
     deadline = time.monotonic() + timeout
+    report = Waiting(progress, timeout)
     seen: dict[str, str] = {}
     while True:
         states = _states(host, bot_configured)
@@ -244,6 +246,7 @@ def wait_ready(host: Host, bot_configured: bool, progress: Progress, timeout: in
             )
         if all(s.ready for s in expected):
             return states
+        report.tick(", ".join(f"{s.service}: {s.describe()}" for s in expected if not s.ready))
         time.sleep(POLL_SECONDS)
 
 
