@@ -19,6 +19,10 @@ class InvalidInput(OvpnError):
     """A value the operator gave is refused; nothing was changed."""
 
 
+class Interrupted(OvpnError):
+    """The operator stopped an operation part-way (Ctrl-C); the message says what it left."""
+
+
 class StateError(OvpnError):
     """The state store cannot be opened, read or written as asked."""
 

@@ -192,7 +192,7 @@ def test_restore_refuses_before_reaching_the_host(
     def no_host(*_: object, **__: object) -> None:
         raise AssertionError("restore reached for the host")
 
-    monkeypatch.setattr(ovpn.ops.backup, "connect", no_host)
+    monkeypatch.setattr(ovpn.ops.backup, "locked", no_host)
     before = _dump(seeded)
     code, _, err = run_cli(capsys, "server", "restore", "vpn-nl", "--from", "vpn-nl-20260101T000000Z.tar.gz",
                            *extra)  # fmt: skip

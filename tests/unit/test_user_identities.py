@@ -41,11 +41,18 @@ def clashing(seeded: Path) -> Path:
     with sqlite3.connect(seeded / "state" / DB_FILE) as conn:
         for trigger in TRIGGERS:
             conn.execute(f"DROP TRIGGER {trigger}")
+        # The deploy history as it was before 0008 (the seed has no revisions to keep).
+        conn.execute("DROP TABLE deploy_revisions")
+        conn.executescript(_migration("0002_deploy_revisions.sql"))
         insert_user(conn, "Alice", "Alice@global", UUIDS["Alice"])
         insert_user(conn, "bob", "ALICE@global", UUIDS["bob"])
         insert_user(conn, "carol", "PROXY-SERVICE@cluster", UUIDS["carol"])
-        conn.execute(f"PRAGMA user_version = {len(migrations()) - 1}")
+        conn.execute("PRAGMA user_version = 6")
     return seeded
+
+
+def _migration(name: str) -> str:
+    return next(sql for _, file, sql in migrations() if file == name)
 
 
 def test_existing_clashes_are_reported_and_left_as_they_are(

@@ -58,13 +58,13 @@ def with_deploy_options(f: Command) -> Command:
     return f
 
 
-def _report(outcome: DeployOutcome, as_json: bool) -> None:
+def _report(outcome: DeployOutcome, as_json: bool, done: str = "deployed") -> None:
     if as_json:
         emit_json(outcome.__dict__)
         return
     for message in outcome.warnings:
         warn(message)
-    verb = {"ok": "deployed", "unchanged": "unchanged:"}.get(outcome.result, outcome.result)
+    verb = {"ok": done, "unchanged": "unchanged:"}.get(outcome.result, outcome.result)
     click.echo(f"{outcome.server}: {verb} {outcome.revision} ({outcome.message})")
 
 
@@ -82,7 +82,8 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
            force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
     """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure.
 
-    `--plan` masks secrets in its diffs (a changed one shows a different `<secret TAG>`) unless --reveal-secrets."""
+    `--plan` masks secrets in its diffs (a changed one shows a different `<secret TAG>`) unless --reveal-secrets.
+    `ovpn deploy history NAME` lists the server's deploys, rollbacks and restores."""
     from ovpn.errors import OvpnError
     from ovpn.ops.deploy import deploy as do_deploy
     from ovpn.ops.fleet_deploy import deploy_all
@@ -126,8 +127,10 @@ def _print_plan(
     result = plan(ctx.app, name, accept_new_host_key=accept_new_host_key, reveal_secrets=reveal_secrets)
     if as_json:
         emit_json({"server": name, "live_revision": result.live_revision,
-                   "changes": [c.__dict__ for c in result.changes]})  # fmt: skip
+                   "changes": [c.__dict__ for c in result.changes], "warnings": result.warnings})  # fmt: skip
         return
+    for message in result.warnings:
+        warn(message)
     click.echo(f"{name}: live release {result.live_revision or '(none)'}")
     if result.empty:
         click.echo("no changes: a deploy would leave the host as it is")
@@ -136,6 +139,53 @@ def _print_plan(
         click.echo(f"  {change.change:8} {change.path}")
         for line in change.diff:
             click.echo(f"           {line}")
+
+
+@click.command("history")
+@click.argument("name")
+@click.option("--limit", type=int, default=20, show_default=True, help="How many revisions, newest first.")
+@json_option
+@click.pass_obj
+def deploy_history(ctx: Context, /, name: str, limit: int, as_json: bool) -> None:
+    """A server's deploys, rollbacks and restores, newest first: when, by whom, the result and what changed."""
+    from ovpn.ops.history import history
+
+    revisions = history(ctx.app, name, limit)
+    if as_json:
+        emit_json({"server": name, "revisions": [r.__dict__ for r in revisions]})
+        return
+    rows = [(r.started_at.replace("T", " ")[:19], r.revision, r.kind, r.result, r.operator,
+             r.changes if r.result in ("ok", "unchanged", "running") else r.message.splitlines()[0] if r.message
+             else "") for r in revisions]  # fmt: skip
+    if not rows:
+        click.echo(f"{name}: nothing deployed yet")
+        return
+    table(
+        ["Started (UTC)", "Revision", "Kind", "Result", "By", "Changed / why"], rows, title=f"{name}: history"
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--to",
+    "to",
+    metavar="REVISION",
+    help="A release kept on the host (default: the one before the live one).",
+)
+@pull_option
+@click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key.")
+@json_option
+@click.pass_obj
+def rollback(
+    ctx: Context, /, name: str, to: str | None, pull: str, accept_new_host_key: bool, as_json: bool
+) -> None:
+    """Switch back to a release kept on the host, through the deploy's health gate (switched back again when it
+    fails). `ovpn deploy history NAME` shows the revisions."""
+    from ovpn.ops.history import roll_back
+
+    options = _options(False, pull, accept_new_host_key, no_relay_check=True)
+    _report(roll_back(ctx.app, name, to, options, _progress(name, as_json)), as_json, "rolled back to")
 
 
 @click.command()

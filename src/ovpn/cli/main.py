@@ -21,10 +21,23 @@ from ovpn.cli import (
 )
 from ovpn.cli.context import Context
 from ovpn.cli.output import emit_json, error_document
-from ovpn.errors import OvpnError
+from ovpn.errors import Interrupted, OvpnError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Commands(click.Group):
+    """`ovpn deploy history NAME` is a command of its own, while `ovpn deploy NAME` deploys."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args[:2] == ["deploy", "history"] and len(args) > 2:
+            return "deploy history", fleet_cmd.deploy_history, args[2:]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(
+    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -51,6 +64,7 @@ cli.add_command(demo_cmd.demo)
 cli.add_command(ansible_cmd.ansible)
 cli.add_command(fleet_cmd.deploy)
 cli.add_command(fleet_cmd.restart)
+cli.add_command(fleet_cmd.rollback)
 cli.add_command(fleet_cmd.doctor)
 cli.add_command(stats_cmd.stats)
 for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, fleet_cmd.backup, fleet_cmd.restore):
@@ -82,6 +96,8 @@ def main() -> None:
     context = Context()
     try:
         code = cli.main(prog_name="ovpn", standalone_mode=False, obj=context)
+    except Interrupted as e:
+        _fail(context, e.message, e.hint, 130)
     except OvpnError as e:
         _fail(context, e.message, e.hint, 1)
     except click.exceptions.Abort:

@@ -62,3 +62,12 @@ def has_relay_identity(config_text: str, backend: Server) -> bool:
         return False
     has_client = any(c.get("email") == RELAY_EMAIL and c.get("id") == backend.relay_uuid for c in clients)
     return has_client and backend.reality_short_id in short_ids
+
+
+def live_port(config_text: str) -> int | None:
+    """The port a live config's VLESS inbound listens on (None when the config does not say)."""
+    try:
+        port = json.loads(config_text)["inbounds"][0]["port"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return port if isinstance(port, int) else None

@@ -28,12 +28,12 @@ from ovpn.core.names import (
     RUNTIME_DIR,
     RUNTIME_SERVICES,
 )
-from ovpn.errors import OvpnError
+from ovpn.errors import Interrupted, OvpnError
 from ovpn.facts import agent, xray
 from ovpn.facts.base import gather
 from ovpn.facts.compose import Container
 from ovpn.facts.haproxy import down_servers, pool_log, pool_states
-from ovpn.facts.release import LiveRelease
+from ovpn.facts.release import LiveRelease, file_digests
 from ovpn.ops.agent_client import sync_policy
 from ovpn.ops.agent_deps import BUILD_SCRIPT, HOST_WHEEL_CACHE, ensure_wheels_on_host, remember_machine
 from ovpn.ops.app import App
@@ -41,7 +41,7 @@ from ovpn.ops.host import Host, connect, locked
 from ovpn.ops.render import RenderedServer, render_server
 from ovpn.ops.waiting import Waiting
 from ovpn.remote.base import Remote
-from ovpn.render.bundle import Bundle, bundle_digest
+from ovpn.render.bundle import Bundle, bundle_changes, bundle_digest, describe_changes
 
 KEEP_RELEASES = 5
 GATE_TIMEOUT_SECONDS = 90
@@ -334,24 +334,40 @@ def prune(host: Host, keep: int = KEEP_RELEASES) -> None:
                  check=False)  # fmt: skip
 
 
-def relay_identity_problems(app: App, proxy: Server, backends: list[Server], accept_new: bool) -> list[str]:
-    """Backends whose LIVE config lacks the pool's relay client (the seed's `invalid request user id` case)."""
-    problems = []
+@dataclass
+class BackendReport:
+    """What the backends' live configs say before a proxy deploy: `problems` refuse it, `warnings` do not."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_backends(app: App, proxy: Server, backends: list[Server], accept_new: bool) -> BackendReport:
+    """Read each backend's LIVE config: one without the pool's relay client (the seed's `invalid request user
+    id` case) is a problem; one that listens on another port than the proxy will target stays DOWN in the pool
+    until it is deployed, which is a warning."""
+    report = BackendReport()
     for backend in backends:
         try:
             with connect(app, backend, accept_new_host_key=accept_new) as ssh:
                 config = gather(ssh, xray.live_config())
         except OvpnError as e:
-            problems.append(f"{backend.name}: cannot read its live config ({e.message})")
+            report.problems.append(f"{backend.name}: cannot read its live config ({e.message})")
             continue
         if config is None:
-            problems.append(f"{backend.name}: has no live config (never deployed)")
+            report.problems.append(f"{backend.name}: has no live config (never deployed)")
             continue
         if not xray.has_relay_identity(config, backend):
-            problems.append(
+            report.problems.append(
                 f"{backend.name}: its live config lacks {RELAY_EMAIL} with the pool's relay identity"
             )
-    return problems
+        port = xray.live_port(config)
+        if port is not None and port != backend.port:
+            report.warnings.append(
+                f"backend {backend.name} listens on {port}, but {proxy.name} will target {backend.port}: it stays "
+                f"DOWN in the pool until `ovpn deploy {backend.name}`"
+            )
+    return report
 
 
 def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> DeployOutcome:
@@ -362,14 +378,18 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
     revision = new_revision(digest)
     with app.reading() as repo:
         pool = [m.server for m in repo.pool(name)] if server.is_proxy else []
+    backend_warnings: list[str] = []
     if server.is_proxy and pool and options.check_relay:
-        progress("checking that every attached backend's live config carries the relay identity")
-        problems = relay_identity_problems(app, server, pool, options.accept_new_host_key)
-        if problems:
+        progress("checking every attached backend's live config (relay identity, port)")
+        report = check_backends(app, server, pool, options.accept_new_host_key)
+        if report.problems:
             raise OvpnError(
-                f"refusing to deploy proxy {name}: " + "; ".join(problems),
+                f"refusing to deploy proxy {name}: " + "; ".join(report.problems),
                 "deploy the backend first (`ovpn deploy " + pool[0].name + "`), then the proxy",
             )
+        backend_warnings = report.warnings
+        for warning in backend_warnings:
+            progress(f"warning: {warning}")
     with locked(app, server, "deploy", accept_new_host_key=options.accept_new_host_key) as ssh:
         host = Host(ssh, server)
         if remember_machine(app.data_dir, name, ssh.run(["uname", "-m"], timeout=30).text):
@@ -382,32 +402,88 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
         if previous and previous.bundle_sha256 == digest and not options.force:
             return DeployOutcome(name, "unchanged", previous.revision, digest, "the host already runs this bundle",
                                  rendered.warnings)  # fmt: skip
-        with app.writing() as repo:
-            revision_id = repo.start_revision(name, revision, digest, getpass.getuser())
-        try:
-            outcome = _apply(
-                host, rendered, revision, digest, previous, [s.name for s in pool], options, progress
-            )
-        except BaseException as e:
-            message = e.message if isinstance(e, OvpnError) else f"interrupted: {e!r}"
-            with app.writing() as repo:
-                repo.finish_revision(revision_id, "failed", message)
-            raise
-        with app.writing() as repo:
-            repo.finish_revision(revision_id, outcome.result, outcome.message)
-        outcome.warnings = [*rendered.warnings, *outcome.warnings]
-        if outcome.result == "ok":
-            _sync_agent(app, host, outcome, progress)
-        if outcome.result != "ok":
-            raise deploy_failed(outcome, previous)
+        changes = live_changes(host, rendered.bundle) if previous else "first release"
+        backends = [s.name for s in pool]
+        outcome = recorded(
+            app, host, Attempt("deploy", revision, digest, previous, changes),
+            lambda: _apply(host, rendered, revision, digest, previous, backends, options, progress), progress,
+        )  # fmt: skip
+        outcome.warnings = [*rendered.warnings, *backend_warnings, *outcome.warnings]
         return outcome
 
 
-def deploy_failed(outcome: DeployOutcome, previous: LiveRelease | None) -> OvpnError:
-    """The error for a deploy that was rolled back: what failed, once, and what serves now."""
+@dataclass(frozen=True)
+class Attempt:
+    """One change of a host's live release, as the history records it."""
+
+    kind: Literal["deploy", "rollback", "restore"]
+    revision: str
+    digest: str
+    previous: LiveRelease | None
+    changes: str
+
+
+def recorded(
+    app: App, host: Host, attempt: Attempt, run: Callable[[], DeployOutcome], progress: Progress
+) -> DeployOutcome:
+    """Run a change of the live release with its record in the history: `running` first, then the result;
+    `interrupted` (with what the host runs now) on Ctrl-C. A successful one hands the agent the users' policy."""
+    name = host.server.name
+    with app.writing() as repo:
+        revision_id = repo.start_revision(name, attempt.revision, attempt.digest, getpass.getuser(),
+                                          kind=attempt.kind, changes=attempt.changes)  # fmt: skip
+    try:
+        outcome = run()
+    except KeyboardInterrupt:
+        stopped = interrupted(host, attempt)
+        with app.writing() as repo:
+            repo.finish_revision(revision_id, "interrupted", stopped.message)
+        raise stopped from None
+    except BaseException as e:
+        message = e.message if isinstance(e, OvpnError) else f"failed: {e!r}"
+        with app.writing() as repo:
+            repo.finish_revision(revision_id, "failed", message)
+        raise
+    with app.writing() as repo:
+        repo.finish_revision(revision_id, outcome.result, outcome.message)
+    if outcome.result != "ok":
+        raise deploy_failed(outcome, attempt.previous, attempt.kind)
+    _sync_agent(app, host, outcome, progress)
+    return outcome
+
+
+def live_changes(host: Host, bundle: Bundle) -> str:
+    """Which files the bundle changes on the live release, for the history."""
+    live = gather(host.ssh, file_digests())
+    return describe_changes(bundle_changes(live, bundle, KEPT_ON_HOST)) if live is not None else ""
+
+
+def interrupted(host: Host, attempt: Attempt) -> Interrupted:
+    """What a change stopped part-way (Ctrl-C) left live, read from the host, so that the record says the same."""
+    name, what, previous = host.server.name, attempt.kind, attempt.previous
+    try:
+        live = host.live_release()
+    except (OvpnError, KeyboardInterrupt):
+        return Interrupted(f"{what} of {name} interrupted: what runs on the host now is unknown",
+                           f"see `ovpn doctor {name}`, then deploy again")  # fmt: skip
+    if live is not None and live.revision != (previous.revision if previous else None):
+        back = (
+            f"`ovpn rollback {name} --to {previous.revision}` returns to it" if previous else "deploy again"
+        )
+        return Interrupted(
+            f"{what} of {name} interrupted after the switch: {live.revision} is live but was not health-gated",
+            f"check it with `ovpn doctor {name}`; {back}",
+        )
+    serving = f"{live.revision} is still live" if live else "nothing is live"
+    return Interrupted(f"{what} of {name} interrupted before the switch: {serving}; the host was not changed",
+                       f"run the {what} again")  # fmt: skip
+
+
+def deploy_failed(outcome: DeployOutcome, previous: LiveRelease | None, what: str = "deploy") -> OvpnError:
+    """The error for a change that was rolled back: what failed, once, and what serves now."""
     serving = "the previous release is serving again" if previous else "nothing was running before"
     return OvpnError(
-        f"deploy of {outcome.server} failed: {outcome.message}",
+        f"{what} of {outcome.server} failed: {outcome.message}",
         f"{serving}; {outcome.hint or 'fix the cause and deploy again'}",
     )
 

@@ -7,17 +7,18 @@ diff still tells that a key or a UUID changed, and which one, without printing i
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
 
-from ovpn.core.names import KEPT_ON_HOST, RELEASE_MARKER, RUNTIME_DIR
+from ovpn.core.names import KEPT_ON_HOST, RUNTIME_DIR
 from ovpn.errors import OvpnError
+from ovpn.facts.base import gather
+from ovpn.facts.release import file_digests
 from ovpn.ops.app import App
+from ovpn.ops.deploy import check_backends
 from ovpn.ops.host import Host, connect
 from ovpn.ops.redact import Redactor
 from ovpn.ops.render import render_server
-from ovpn.render.bundle import Bundle
+from ovpn.render.bundle import Bundle, FileChangeKind, bundle_changes
 
 BINARY_SUFFIXES = (".dat", ".whl")
 # Files a deploy keeps from the live release when the bundle ships them empty.
@@ -26,7 +27,7 @@ BINARY_SUFFIXES = (".dat", ".whl")
 @dataclass
 class FileChange:
     path: str
-    change: Literal["added", "changed", "removed"]
+    change: FileChangeKind
     diff: list[str] = field(default_factory=list)
 
 
@@ -35,6 +36,8 @@ class Plan:
     server: str
     live_revision: str | None
     changes: list[FileChange]
+    # A proxy's backends whose live config would leave them DOWN (or refuse the deploy), from check_backends.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -86,34 +89,26 @@ def _learn_secrets(bundle: Bundle, redactor: Redactor) -> None:
 def plan(app: App, name: str, *, accept_new_host_key: bool = False, reveal_secrets: bool = False) -> Plan:
     rendered = render_server(app, name)
     server = rendered.server
+    warnings: list[str] = []
+    if server.is_proxy:
+        with app.reading() as repo:
+            pool = [m.server for m in repo.pool(name)]
+        report = check_backends(app, server, pool, accept_new_host_key)
+        warnings = [*(f"the deploy would be refused: {p}" for p in report.problems), *report.warnings]
     redactor = None if reveal_secrets else Redactor()
     if redactor is not None:
         _learn_secrets(rendered.bundle, redactor)
     with connect(app, server, accept_new_host_key=accept_new_host_key) as ssh:
         host = Host(ssh, server)
         live = host.live_release()
-        listing = ssh.run(
-            ["find", "-L", f"{RUNTIME_DIR}/", "-type", "f", "-exec", "sha256sum", "{}", "+"], sudo=True,
-            check=False, timeout=120,
-        )  # fmt: skip
-        live_sums: dict[str, str] = {}
-        if live is not None:
-            if not listing.ok:
-                raise OvpnError(
-                    f"cannot list {RUNTIME_DIR} on {name}: {listing.error_text}", "see `ovpn doctor`"
-                )
-            for line in listing.text.splitlines():
-                digest, _, path = line.partition("  ")
-                live_sums[path.removeprefix(f"{RUNTIME_DIR}/")] = digest
-        live_sums.pop(RELEASE_MARKER, None)
+        live_sums = gather(ssh, file_digests()) if live is not None else {}
+        if live_sums is None:
+            raise OvpnError(f"cannot list {RUNTIME_DIR} on {name}", "see `ovpn doctor`")
         changes: list[FileChange] = []
-        for path, f in rendered.bundle.items():
-            digest = hashlib.sha256(f.content).hexdigest()
-            if path not in live_sums:
-                changes.append(FileChange(path, "added"))
-            elif live_sums[path] != digest and not (path in KEPT_ON_HOST and not f.content):
+        for path, kind in bundle_changes(live_sums, rendered.bundle, KEPT_ON_HOST):
+            diff: list[str] = []
+            if kind == "changed":
                 current = ssh.run(["cat", f"{RUNTIME_DIR}/{path}"], sudo=True, timeout=60).stdout
-                changes.append(FileChange(path, "changed", _text_diff(path, current, f.content, redactor)))
-        for path in sorted(set(live_sums) - set(rendered.bundle)):
-            changes.append(FileChange(path, "removed"))
-    return Plan(name, live.revision if live else None, sorted(changes, key=lambda c: c.path))
+                diff = _text_diff(path, current, rendered.bundle[path].content, redactor)
+            changes.append(FileChange(path, kind, diff))
+    return Plan(name, live.revision if live else None, changes, warnings)

@@ -194,8 +194,9 @@ class Ssh:
         """Run a command on a connection of its own and keep it running until `release`: closing its stdin ends
         it, and so does this process dying (ssh then sees end of input), so nothing it holds outlives us."""
         local = [*self.base_argv(shared=False), remote_command(argv, sudo=sudo)]
+        # A session of its own: Ctrl-C in the terminal stops the operation, which then releases what it holds.
         proc = subprocess.Popen(local, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=dict(self.settings.env))  # fmt: skip
+                                env=dict(self.settings.env), start_new_session=True)  # fmt: skip
         assert proc.stdout is not None and proc.stderr is not None
         first, seen = _first_line(proc.stdout, timeout)
         if first == ready:

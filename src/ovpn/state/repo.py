@@ -28,6 +28,8 @@ class Revision:
     finished_at: str | None
     result: str
     message: str
+    kind: str = "deploy"  # deploy, rollback or restore
+    changes: str = ""  # the files it changed, e.g. "changed xray/config.json; added .env"
 
 
 class _Fields:
@@ -348,11 +350,20 @@ class Repository:
 
     # deploy revisions
 
-    def start_revision(self, server: str, revision: str, bundle_sha256: str, operator: str) -> int:
+    def start_revision(
+        self,
+        server: str,
+        revision: str,
+        bundle_sha256: str,
+        operator: str,
+        *,
+        kind: str = "deploy",
+        changes: str = "",
+    ) -> int:
         cur = self.conn.execute(
-            "INSERT INTO deploy_revisions (server_id, revision, bundle_sha256, operator, started_at, result) "
-            "SELECT id, ?, ?, ?, ?, 'running' FROM servers WHERE name = ?",
-            (revision, bundle_sha256, operator, _now(), server),
+            "INSERT INTO deploy_revisions (server_id, revision, bundle_sha256, operator, started_at, result, kind, "
+            "changes) SELECT id, ?, ?, ?, ?, 'running', ?, ? FROM servers WHERE name = ?",
+            (revision, bundle_sha256, operator, _now(), kind, changes, server),
         )
         return int(cur.lastrowid or 0)
 
@@ -382,7 +393,7 @@ class Repository:
     def _revision(f: _Fields) -> Revision:
         return Revision(
             f.text("revision"), f.text("bundle_sha256"), f.text("operator"), f.text("started_at"),
-            f.optional_text("finished_at"), f.text("result"), f.text("message"),
+            f.optional_text("finished_at"), f.text("result"), f.text("message"), f.text("kind"), f.text("changes"),
         )  # fmt: skip
 
     # telegram
