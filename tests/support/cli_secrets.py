@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from ovpn.cli.main import cli
+from ovpn.cli.main import Commands, cli
 from ovpn.core.model import TelegramSettings
 from ovpn.ops.app import App
 from ovpn.state.db import DB_FILE
@@ -77,6 +77,8 @@ row("demo", "--dir {out} --json", "--dir {out}")
 row("user list", f"--server {LO}", kind=HOST)
 row("deploy", LO, f"{LO} --json", f"{LO} --plan", f"{LO} --plan --json", kind=HOST)
 row("restart", LO, kind=HOST)
+row("rollback", LO, f"{LO} --json", kind=HOST)
+row("deploy history", "vpn-nl", "vpn-nl --json")
 row("doctor", LO, f"{LO} --json", kind=HOST)
 row("stats", f"--server {LO}", f"--server {LO} --user alice --json", kind=HOST)
 row("server init", LO, f"{LO} --json", kind=HOST)
@@ -102,7 +104,7 @@ def leaf_commands() -> set[tuple[str, ...]]:
             found.add(path)
 
     walk(cli, ())
-    return found
+    return found | set(Commands.beside)
 
 
 def closed_loopback_port() -> int:

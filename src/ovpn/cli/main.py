@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 import click
 
@@ -24,20 +24,22 @@ from ovpn.cli.output import emit_json, error_document
 from ovpn.errors import Interrupted, OvpnError
 
 
-class _Commands(click.Group):
-    """`ovpn deploy history NAME` is a command of its own, while `ovpn deploy NAME` deploys."""
+class Commands(click.Group):
+    """Commands that read as a subcommand of another that takes a name: `ovpn deploy history NAME` lists, while
+    `ovpn deploy NAME` deploys."""
+
+    beside: ClassVar[dict[tuple[str, str], click.Command]] = {("deploy", "history"): fleet_cmd.deploy_history}
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args[:2] == ["deploy", "history"] and len(args) > 2:
-            return "deploy history", fleet_cmd.deploy_history, args[2:]
+        command = self.beside.get((args[0], args[1])) if len(args) > 2 else None
+        if command is not None:
+            return " ".join(args[:2]), command, args[2:]
         return super().resolve_command(ctx, args)
 
 
-@click.group(
-    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
-)
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
