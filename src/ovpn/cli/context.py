@@ -27,3 +27,8 @@ class Context:
 
             self._app = App(resolve_data_dir(self.data_dir), warn=warn)
         return self._app
+
+    def close(self) -> None:
+        """Close the state store, if a command opened it (not left to the garbage collector)."""
+        if self._app is not None:
+            self._app.close()

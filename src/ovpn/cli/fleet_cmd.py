@@ -27,11 +27,13 @@ def _progress(prefix: str, quiet: bool) -> Progress:
     return report
 
 
-def _options(force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool) -> DeployOptions:
+def _options(
+    force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool, gate_timeout: int
+) -> DeployOptions:
     from ovpn.ops.deploy import DeployOptions
 
     return DeployOptions(force=force, pull=pull, accept_new_host_key=accept_new_host_key,
-                         check_relay=not no_relay_check)  # fmt: skip
+                         check_relay=not no_relay_check, gate_timeout=gate_timeout)  # fmt: skip
 
 
 pull_option = click.option(
@@ -41,9 +43,18 @@ pull_option = click.option(
     show_default=True,
     help="Image pull policy on the host.",
 )
+gate_timeout_option = click.option(
+    "--gate-timeout",
+    type=click.IntRange(10, 3600),
+    default=90,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the health gate waits for the services (and a proxy's backends) before rolling back.",
+)
 deploy_options = [
     click.option("--force", is_flag=True, help="Deploy even when the host already runs this bundle."),
     pull_option,
+    gate_timeout_option,
     click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key."),
     click.option(
         "--no-relay-check", is_flag=True, help="Proxies: skip checking the backends' live relay identity."
@@ -79,7 +90,8 @@ def _report(outcome: DeployOutcome, as_json: bool, done: str = "deployed") -> No
 @with_deploy_options
 @click.pass_obj
 def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan_only: bool, reveal_secrets: bool,
-           force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
+           force: bool, pull: str, gate_timeout: int, accept_new_host_key: bool, no_relay_check: bool,
+           as_json: bool) -> None:  # fmt: skip
     """Render, stage, validate on the host, switch, health-gate; roll back automatically on failure.
 
     `--plan` masks secrets in its diffs (a changed one shows a different `<secret TAG>`) unless --reveal-secrets.
@@ -88,7 +100,7 @@ def deploy(ctx: Context, /, name: str | None, all_servers: bool, jobs: int, plan
     from ovpn.ops.deploy import deploy as do_deploy
     from ovpn.ops.fleet_deploy import deploy_all
 
-    options = _options(force, pull, accept_new_host_key, no_relay_check)
+    options = _options(force, pull, accept_new_host_key, no_relay_check, gate_timeout)
     if all_servers == (name is not None):
         raise OvpnError(
             "give one server name or --all", "for example `ovpn deploy vpn-1` or `ovpn deploy --all`"
@@ -174,17 +186,25 @@ def deploy_history(ctx: Context, /, name: str, limit: int, as_json: bool) -> Non
     help="A release kept on the host (default: the one before the live one).",
 )
 @pull_option
+@gate_timeout_option
 @click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key.")
 @json_option
 @click.pass_obj
 def rollback(
-    ctx: Context, /, name: str, to: str | None, pull: str, accept_new_host_key: bool, as_json: bool
+    ctx: Context,
+    /,
+    name: str,
+    to: str | None,
+    pull: str,
+    gate_timeout: int,
+    accept_new_host_key: bool,
+    as_json: bool,
 ) -> None:
     """Switch back to a release kept on the host, through the deploy's health gate (switched back again when it
     fails). `ovpn deploy history NAME` shows the revisions."""
     from ovpn.ops.history import roll_back
 
-    options = _options(False, pull, accept_new_host_key, no_relay_check=True)
+    options = _options(False, pull, accept_new_host_key, True, gate_timeout)
     _report(roll_back(ctx.app, name, to, options, _progress(name, as_json)), as_json, "rolled back to")
 
 
@@ -204,12 +224,12 @@ def restart(ctx: Context, /, name: str, service: str | None) -> None:
 @click.argument("name")
 @with_deploy_options
 @click.pass_obj
-def init(ctx: Context, /, name: str, force: bool, pull: str, accept_new_host_key: bool, no_relay_check: bool,
-         as_json: bool) -> None:  # fmt: skip
+def init(ctx: Context, /, name: str, force: bool, pull: str, gate_timeout: int, accept_new_host_key: bool,
+         no_relay_check: bool, as_json: bool) -> None:  # fmt: skip
     """Prepare a host (checks, Docker, /opt/ovpn-releases) and deploy it."""
     from ovpn.ops.fleet import init as do_init
 
-    options = _options(force, pull, accept_new_host_key, no_relay_check)
+    options = _options(force, pull, accept_new_host_key, no_relay_check, gate_timeout)
     _report(do_init(ctx.app, name, options, _progress(name, as_json)), as_json)
 
 

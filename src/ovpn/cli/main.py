@@ -97,6 +97,13 @@ def _stopped(context: Context, word: str) -> NoReturn:
 def main() -> None:
     context = Context()
     try:
+        _run(context)
+    finally:
+        context.close()
+
+
+def _run(context: Context) -> NoReturn:
+    try:
         code = cli.main(prog_name="ovpn", standalone_mode=False, obj=context)
     except Interrupted as e:
         _fail(context, e.message, e.hint, 130)

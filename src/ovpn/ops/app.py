@@ -82,6 +82,10 @@ class App:
                 ) from None
         self._key_settled = True
 
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()
+
     @contextmanager
     def writing(self) -> Iterator[Repository]:
         with self.db.write() as conn:
