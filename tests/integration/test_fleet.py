@@ -12,7 +12,9 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -351,6 +353,143 @@ def test_plan_masks_the_live_secrets_and_pins_a_new_host_only_when_asked(
     revealed = other.ok("deploy", "vpn-nl", "--plan", "--reveal-secrets")
     assert f'-          "privateKey": "{live_key}",' in revealed and all(u in revealed for u in live_uuids)
     shutil.rmtree(runtime, ignore_errors=True)
+
+
+LOCK_OWNER = "/opt/ovpn-releases/.ovpn.lock-owner.json"
+BUSY = r"error: {server} is busy: {operation} by [^ ]+@[^ ]+ \(pid {pid}\) since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+
+
+def wait_for_lock(lab: FleetLab, host: str, holder: subprocess.Popen[str]) -> None:
+    """Until the host's lock names `holder` (bounded)."""
+    deadline = time.monotonic() + 120
+    while f'"pid": {holder.pid}' not in lab.exec(host, "cat", LOCK_OWNER, check=False):
+        assert holder.poll() is None, f"the operation ended before it held the lock: {holder.communicate()}"
+        assert time.monotonic() < deadline, "the operation never took the lock"
+        time.sleep(0.1)
+
+
+def test_a_second_operation_on_a_host_is_refused_and_a_proxy_deploy_warns_of_a_backend_left_down(
+    op: Operator, fleet_lab: FleetLab, tmp_path: Path
+) -> None:
+    """vpn-de's port changes in the state but vpn-de is not deployed: the proxy's plan and deploy say that vpn-de
+    will stay DOWN, before and after. While that deploy runs, another operator's deploy and this operator's user
+    change are refused with who holds the host."""
+    op.ok("server", "set", "vpn-de", "--port", "8443")
+    left_down = ("backend vpn-de listens on 443, but proxy-ru will target 8443: it stays DOWN in the pool until "
+                 "`ovpn deploy vpn-de`")  # fmt: skip
+    plan = op.run("deploy", "proxy-ru", "--plan")
+    assert plan.returncode == 0 and f"warning: {left_down}" in plan.stderr.splitlines(), plan.stderr
+    shutil.copytree(op.data_dir, tmp_path / "state")
+    runtime = Path(tempfile.mkdtemp(prefix="ovpn-rt-", dir="/tmp"))
+    other = Operator(op.lab, tmp_path / "state", {**op.env, "OVPN_DATA_DIR": str(tmp_path / "state"),
+                                                  "XDG_RUNTIME_DIR": str(runtime)})  # fmt: skip
+    deploy = subprocess.Popen(op.argv("deploy", "proxy-ru", "--pull", "never"), env=op.env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_for_lock(fleet_lab, "proxy-ru", deploy)
+        second = other.run("deploy", "proxy-ru", "--force", "--pull", "never")
+        assert second.returncode == 1
+        assert re.fullmatch(BUSY.format(server="proxy-ru", operation="deploy", pid=deploy.pid),
+                            second.stderr.splitlines()[0]), second.stderr  # fmt: skip
+        live_changes = {**op.env, "OVPN_APPLY_USER_CHANGES": "yes"}
+        user_add = subprocess.run(op.argv("user", "add", "--username", "dave"), env=live_changes, text=True,
+                                  capture_output=True, timeout=300, check=False)  # fmt: skip
+        assert user_add.returncode == 1
+        assert re.fullmatch(BUSY.format(server="proxy-ru", operation="deploy", pid=deploy.pid),
+                            user_add.stderr.splitlines()[0]), user_add.stderr  # fmt: skip
+        assert "dave" not in op.ok("user", "list")
+        out, err = deploy.communicate(timeout=600)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert deploy.returncode == 0, err
+    assert f"[proxy-ru] warning: {left_down}" in err.splitlines()
+    assert ("warning: backend vpn-de is DOWN in proxy-ru's pool: foreign traffic avoids it; fix it with "
+            "`ovpn deploy vpn-de` (see `ovpn doctor vpn-de`)") in err.splitlines()  # fmt: skip
+    assert "proxy-ru: deployed" in out
+
+
+def test_history_lists_the_proxy_deploy_and_rollback_brings_back_the_release_before_it(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    op.ok("server", "set", "vpn-de", "--port", "443")
+    history = json.loads(op.ok("deploy", "history", "proxy-ru", "--json"))["revisions"]
+    newest, before = history[0], next(r for r in history[1:] if r["result"] == "ok")
+    assert (newest["kind"], newest["result"]) == ("deploy", "ok")
+    assert newest["revision"] == live_revision(fleet_lab, "proxy-ru")
+    assert newest["changes"].startswith("changed ") and "haproxy/haproxy.cfg" in newest["changes"]
+    refused = op.run("rollback", "proxy-ru", "--to", "20200101T000000Z-00000000")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0] == "error: 20200101T000000Z-00000000 is not kept on proxy-ru"
+    out = op.ok("rollback", "proxy-ru", "--pull", "never")
+    assert f"proxy-ru: rolled back to {before['revision']}" in out
+    assert live_revision(fleet_lab, "proxy-ru") == before["revision"]
+    assert services(op, "proxy-ru") == {"xray": "running", "ovpn-agent": "running", "haproxy": "running"}
+    back = json.loads(op.ok("deploy", "history", "proxy-ru", "--json"))["revisions"][0]
+    assert (back["revision"], back["kind"], back["result"]) == (before["revision"], "rollback", "ok")
+    assert back["changes"] == f"from {newest['revision']}"
+    table = op.ok("deploy", "history", "proxy-ru")
+    assert "rollback" in table and newest["revision"] in table
+
+
+def test_ctrl_c_during_a_deploy_records_what_the_host_runs(op: Operator, fleet_lab: FleetLab) -> None:
+    live = live_revision(fleet_lab, "vpn-nl")
+    deploy = subprocess.Popen(op.argv("deploy", "vpn-nl", "--force", "--pull", "never"), env=op.env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    pump = threading.Thread(target=_pump, args=(deploy.stderr, lines), daemon=True)
+    pump.start()
+    said: list[str] = []
+    deadline = time.monotonic() + 300
+    while "[vpn-nl] health gate\n" not in said:
+        assert deploy.poll() is None and time.monotonic() < deadline, said
+        with contextlib.suppress(queue.Empty):
+            said.append(lines.get(timeout=1))
+    deploy.send_signal(signal.SIGINT)
+    assert deploy.wait(timeout=120) == 130
+    pump.join(timeout=30)  # it ends with the process's stderr
+    while not lines.empty():
+        said.append(lines.get())
+    new = live_revision(fleet_lab, "vpn-nl")
+    assert new != live
+    error = [line.rstrip("\n") for line in said if line.startswith(("error:", "hint:"))]
+    assert error == [
+        f"error: deploy of vpn-nl interrupted after the switch: {new} is live but was not health-gated",
+        f"hint: check it with `ovpn doctor vpn-nl`; `ovpn rollback vpn-nl --to {live}` returns to it",
+    ]
+    assert revisions(op, "vpn-nl")[-1] == (new, "interrupted")
+    # The lock went with the process: the rollback it suggests goes through at once.
+    assert f"vpn-nl: rolled back to {live}" in op.ok("rollback", "vpn-nl", "--to", live, "--pull", "never")
+    assert live_revision(fleet_lab, "vpn-nl") == live
+    assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
+
+
+def test_a_proxy_with_no_backend_up_says_what_it_waits_for_then_shows_haproxys_view(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    live = live_revision(fleet_lab, "proxy-ru")
+    for backend in ("vpn-nl", "vpn-de"):
+        fleet_lab.exec(backend, "docker", "stop", "ovpn-xray")
+    try:
+        result = op.run("deploy", "proxy-ru", "--force", "--pull", "never", "--gate-timeout", "12")
+    finally:
+        for backend in ("vpn-nl", "vpn-de"):
+            fleet_lab.exec(backend, "docker", "start", "ovpn-xray")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    waits = [line for line in lines if line.startswith("[proxy-ru] waiting for ")]
+    assert waits and all(re.fullmatch(r"\[proxy-ru\] waiting for haproxy: 0/2 backends UP \(\d+/12 s\)", w)
+                         for w in waits), lines  # fmt: skip
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [f"error: deploy of proxy-ru failed: health gate failed: haproxy backend UP: no backend UP; "
+                      f"switched back to {live}"]  # fmt: skip
+    assert "HAProxy's checks of the pool:" in lines
+    assert lines[-1] == (
+        "hint: the previous release is serving again; no backend of the pool answers HAProxy's checks: see "
+        "`ovpn doctor vpn-nl`, `ovpn doctor vpn-de`, then deploy proxy-ru again"
+    )
+    assert live_revision(fleet_lab, "proxy-ru") == live
 
 
 def live_emails(lab: FleetLab, host: str) -> list[str]:
