@@ -16,12 +16,29 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.procs import held_lock
 from tests.support.tools import agent_wheel_cache, tools_bin_dir
 
 # Property tests check behaviour, not speed (figures come from bench/): no per-example deadline, which a loaded
 # 2-core CI machine would otherwise trip at random.
 settings.register_profile("ovpn", deadline=None)
 settings.load_profile("ovpn")
+
+
+# Every module of tests/integration runs on one xdist worker, in its order (its tests share a lab or a stack);
+# the modules that share the fleet lab (one per machine) run on the same worker, in one group.
+FLEET_LAB_MODULES = ("test_fleet.py", "test_fleet_monitoring.py", "test_fleet_users_live.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the integration tests for `pytest -n 2 --dist loadgroup` (what ./scripts/test runs): the fleet lab's
+    modules are the longest run, so they get a worker of their own while the other worker takes the rest."""
+    for item in items:
+        path = item.path
+        if path.parent.name != "integration":
+            continue
+        group = "fleetlab" if path.name in FLEET_LAB_MODULES else path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -54,8 +71,14 @@ def prefetch_agent_wheels() -> Path:
     from ovpn.ops.agent_deps import AgentPlatform, dependency_wheels
 
     cache = Path(os.environ.setdefault("OVPN_AGENT_WHEEL_CACHE", str(agent_wheel_cache())))
-    # On failure, the tests that render say so themselves.
-    with tempfile.TemporaryDirectory() as data_dir, contextlib.suppress(OvpnError):
+    cache.mkdir(parents=True, exist_ok=True)
+    # One fetch at a time (parallel test workers share the cache); on failure, the tests that render say so.
+    with (
+        held_lock(cache / ".fetch.lock", timeout=900, busy="another test run has been fetching the agent's wheels "
+                  "for too long"),
+        tempfile.TemporaryDirectory() as data_dir,
+        contextlib.suppress(OvpnError),
+    ):  # fmt: skip
         dependency_wheels(Path(data_dir), AgentPlatform())
     return cache
 
