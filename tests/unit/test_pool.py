@@ -42,6 +42,13 @@ def test_parity_mismatch_names_each_field_and_server() -> None:
     assert "REALITY short id differs: vpn-nl=0123456789abcdef, vpn-solo=beef" in message
     assert "relay" not in message  # the newcomer took the pool's relay UUID
     assert BACKEND_1.reality_private_key not in message
+    # The hint says where the pool's values are read and how the other backend takes them.
+    assert e.value.hint == (
+        "every backend of a pool needs the same key pair, short id and server name: read them with "
+        "`ovpn server show vpn-nl --reveal-secrets`, give them to the other backend with `ovpn server set NAME "
+        "--reality-private-key KEY --reality-short-id ID --reality-server-name SNI` (its direct users' links "
+        "change: reissue them with `ovpn user link --server NAME`), or attach a matching backend instead"
+    )
 
 
 def test_a_backend_from_another_pool_with_another_uuid_is_refused() -> None:

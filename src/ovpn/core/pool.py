@@ -50,11 +50,13 @@ def parity_problems(pool: Sequence[Server]) -> list[str]:
 def require_parity(pool: Sequence[Server], proxy_name: str) -> None:
     problems = parity_problems(pool)
     if problems:
+        first = min(s.name for s in pool)
         raise OvpnError(
             f"backend pool of {proxy_name} is not in REALITY parity: " + "; ".join(problems),
-            "every backend of a pool needs the same key pair and server name; set them with "
-            "`ovpn server set NAME --reality-private-key ... --reality-server-name ...` (this changes that "
-            "server's links) or attach a matching backend instead",
+            "every backend of a pool needs the same key pair, short id and server name: read them with "
+            f"`ovpn server show {first} --reveal-secrets`, give them to the other backend with `ovpn server set "
+            "NAME --reality-private-key KEY --reality-short-id ID --reality-server-name SNI` (its direct users' "
+            "links change: reissue them with `ovpn user link --server NAME`), or attach a matching backend instead",
         )
 
 
