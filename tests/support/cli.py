@@ -29,7 +29,7 @@ SEED_COMMANDS = (
     "server add --name proxy-2 --role proxy --host 198.51.100.8",
     "server add --name vpn-nl --role vpn --host 203.0.113.10 --reality-private-key {pool_key} --reality-short-id 0123",
     "server add --name vpn-de --role vpn --host 203.0.113.20 --reality-private-key {pool_key} --reality-short-id 0123",
-    "server add --name vpn-odd --role vpn --host 203.0.113.30",
+    "server add --name vpn-odd --role vpn --host 203.0.113.30 --new-identity",
     "server backend attach --proxy proxy-ru --backend vpn-nl",
     "server backend attach --proxy proxy-ru --backend vpn-de --priority 200",
     "user add --username alice --tags pilot",

@@ -42,12 +42,11 @@ def test_parity_mismatch_names_each_field_and_server() -> None:
     assert "REALITY short id differs: vpn-nl=0123456789abcdef, vpn-solo=beef" in message
     assert "relay" not in message  # the newcomer took the pool's relay UUID
     assert BACKEND_1.reality_private_key not in message
-    # The hint says where the pool's values are read and how the other backend takes them.
+    # The hint names the way forward for the backend being attached.
     assert e.value.hint == (
-        "every backend of a pool needs the same key pair, short id and server name: read them with "
-        "`ovpn server show vpn-nl --reveal-secrets`, give them to the other backend with `ovpn server set NAME "
-        "--reality-private-key KEY --reality-short-id ID --reality-server-name SNI` (its direct users' links "
-        "change: reissue them with `ovpn user link --server NAME`), or attach a matching backend instead"
+        "every backend of a pool needs the same REALITY identity: `ovpn server set vpn-solo --identity-from vpn-nl` "
+        "gives vpn-solo the identity of vpn-nl (it first shows whose direct links change), or attach a matching "
+        "backend instead"
     )
 
 

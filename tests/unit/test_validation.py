@@ -159,6 +159,7 @@ def _resolver_reads_as_address(name: str) -> bool:
 @example("0x7f.1")
 @example("2130706433")
 @example("1.2.3.4.5")
+@example("a..")
 @given(st.one_of(st.text(alphabet="0123456789abcdefx.:-%", max_size=24), st.text(max_size=24)))
 def test_an_accepted_host_is_an_address_or_a_name_no_resolver_reads_as_one(text: str) -> None:
     try:

@@ -86,18 +86,31 @@ def server() -> None:
 
 @server.command("add")
 @server_field_options("add")
+@click.option(
+    "--new-identity",
+    is_flag=True,
+    help="vpn: a REALITY identity of its own, not the vpn servers' shared one.",
+)
+@click.option("--identity-from", metavar="SERVER", help="vpn: join this vpn server's REALITY identity.")
 @json_option
 @click.pass_obj
-def add(ctx: Context, /, as_json: bool, **options: Any) -> None:
-    """Register a server in local state (touches no host)."""
+def add(
+    ctx: Context, /, as_json: bool, new_identity: bool, identity_from: str | None, **options: Any
+) -> None:
+    """Register a server in local state (touches no host). A vpn server joins the REALITY identity (key pair, short
+    id, server name, target) that the vpn servers share, so that any of them can back a proxy's pool."""
     from ovpn.ops.servers import ServerSpec, add_server
 
     options["images"] = tuple(options["images"])
-    created = add_server(ctx.app, ServerSpec(**options))
+    added = add_server(ctx.app, ServerSpec(**options), new_identity=new_identity, identity_from=identity_from)
+    created = added.server
     if as_json:
-        emit_json(_public(created))
+        emit_json({**_public(created), "identity_shared_with": added.shared_with})
         return
     click.echo(f"added {created.role} server {created.name}")
+    click.echo(
+        f"  REALITY identity:   {'shared with ' + added.shared_with if added.shared_with else 'its own'}"
+    )
     if created.proxy_preset:
         click.echo(f"  proxy preset:      {created.proxy_preset}")
     click.echo(f"  REALITY public key: {created.reality_public_key}")
@@ -163,14 +176,38 @@ def show(ctx: Context, /, name: str, reveal_secrets: bool, as_json: bool) -> Non
 @server.command("set")
 @click.argument("name")
 @server_field_options("set")
+@click.option(
+    "--identity-from",
+    metavar="SERVER",
+    help="vpn: take this vpn server's REALITY identity (key pair, short id, server name, target); shows whose "
+    "links change and asks first.",
+)
+@click.option("--yes", "assume_yes", is_flag=True, help="With --identity-from: do not ask.")
 @json_option
 @click.pass_obj
-def set_(ctx: Context, /, name: str, as_json: bool, **options: Any) -> None:
+def set_(
+    ctx: Context, /, name: str, identity_from: str | None, assume_yes: bool, as_json: bool, **options: Any
+) -> None:
     """Change fields of a server (deploy afterwards)."""
     from ovpn.errors import OvpnError
-    from ovpn.ops.servers import set_server
+    from ovpn.ops.servers import IDENTITY_FIELDS, identity_change, set_server
 
     changes = {k: v for k, v in options.items() if v not in (None, ())}
+    if identity_from is not None:
+        if given := sorted(set(IDENTITY_FIELDS) & changes.keys()):
+            raise OvpnError(
+                f"--identity-from sets {', '.join(given)} itself",
+                "give either --identity-from or the REALITY options",
+            )
+        change = identity_change(ctx.app, name, identity_from)
+        shown = ", ".join(change.usernames[:20]) + (" ..." if len(change.usernames) > 20 else "")
+        warn(f"{name} takes the REALITY identity of {identity_from}: the direct links of "
+             f"{len(change.usernames)} users to {name} change{': ' + shown if shown else ''}")  # fmt: skip
+        if not assume_yes:
+            if as_json:
+                raise OvpnError("--identity-from with --json needs --yes", "add --yes once you have checked")
+            click.confirm(f"give {name} the identity of {identity_from}?", abort=True, err=True)
+        changes.update(change.changes)
     if not changes:
         raise OvpnError("nothing to change", "pass at least one option, see `ovpn server set --help`")
     updated = set_server(ctx.app, name, changes)
@@ -180,7 +217,8 @@ def set_(ctx: Context, /, name: str, as_json: bool, **options: Any) -> None:
     click.echo(f"updated {name}: {', '.join(sorted(changes))}")
     if {"reality_private_key", "reality_short_id", "reality_server_name", "domain", "port"} & changes.keys():
         warn(
-            f"links to {name} changed: hand out new ones with `ovpn user link --server {name}` after deploying"
+            f"links to {name} changed: after `ovpn deploy {name}`, hand out new ones with `ovpn user link --server "
+            f"{name} --tag T --out DIR` (or --username U)"
         )
 
 

@@ -97,7 +97,12 @@ class Server:
         )
     )
     reality_server_name: str = field(
-        metadata=declare("text", CliOption(help="REALITY SNI.", default=DEFAULT_REALITY_SERVER_NAME))
+        metadata=declare(
+            "text",
+            CliOption(
+                help=f"REALITY SNI (default: the vpn servers' shared one, else {DEFAULT_REALITY_SERVER_NAME})."
+            ),
+        )
     )
     reality_target: str = field(
         metadata=declare("text", CliOption(help="REALITY target host:port (default: SERVER_NAME:443)."))

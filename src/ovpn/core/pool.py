@@ -47,16 +47,18 @@ def parity_problems(pool: Sequence[Server]) -> list[str]:
     return problems
 
 
-def require_parity(pool: Sequence[Server], proxy_name: str) -> None:
+def require_parity(pool: Sequence[Server], proxy_name: str, newcomer: str | None = None) -> None:
+    """Refuse a pool whose backends differ; `newcomer` is the backend being attached or changed, whose identity
+    the hint proposes to align with the others'."""
     problems = parity_problems(pool)
     if problems:
-        first = min(s.name for s in pool)
+        others = sorted(s.name for s in pool if s.name != newcomer)
+        target, source = (newcomer, others[0]) if newcomer else (others[-1], others[0])
         raise OvpnError(
             f"backend pool of {proxy_name} is not in REALITY parity: " + "; ".join(problems),
-            "every backend of a pool needs the same key pair, short id and server name: read them with "
-            f"`ovpn server show {first} --reveal-secrets`, give them to the other backend with `ovpn server set "
-            "NAME --reality-private-key KEY --reality-short-id ID --reality-server-name SNI` (its direct users' "
-            "links change: reissue them with `ovpn user link --server NAME`), or attach a matching backend instead",
+            f"every backend of a pool needs the same REALITY identity: `ovpn server set {target} --identity-from "
+            f"{source}` gives {target} the identity of {source} (it first shows whose direct links change), or "
+            "attach a matching backend instead",
         )
 
 
@@ -85,5 +87,5 @@ def plan_attach(proxy: Server, backend: Server, current_pool: Sequence[Server]) 
     relay_uuid = relay_uuid_for(backend, [s for s in current_pool if s.name != backend.name])
     updated = backend if backend.relay_uuid else replace(backend, relay_uuid=relay_uuid)
     pool = [s for s in current_pool if s.name != backend.name] + [updated]
-    require_parity(pool, proxy.name)
+    require_parity(pool, proxy.name, newcomer=backend.name)
     return updated

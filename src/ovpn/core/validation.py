@@ -64,12 +64,13 @@ def hostname(value: str, what: str = "host") -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    labels = value.rstrip(".").split(".") if value else []
+    name = value.removesuffix(".")  # one trailing dot (the root) is allowed; `a..` has an empty label
+    labels = name.split(".") if name else []
     if not labels or len(value) > 253 or not all(_LABEL_RE.match(label) for label in labels):
         raise InvalidInput(f"invalid {what} {value!r}", hint)
     if _NUMERIC_LABEL_RE.match(labels[-1]):
         raise InvalidInput(f"invalid {what} {value!r}: it reads as a number, not a DNS name", hint)
-    return value.rstrip(".")
+    return name
 
 
 def port(value: int, what: str = "port") -> int:

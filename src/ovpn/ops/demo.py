@@ -80,19 +80,12 @@ def run_demo(data_dir: Path, progress: Callable[[str], None]) -> DemoReport:
             domain="proxy-ru.example.net",
         ),
     )
-    backend = servers.add_server(
+    # The second backend joins the first one's REALITY identity by default (ovpn.core.identity).
+    servers.add_server(
         app, servers.ServerSpec(name="vpn-nl", role="vpn", host="203.0.113.10", domain="vpn-nl.example.net")
     )
     servers.add_server(
-        app,
-        servers.ServerSpec(
-            name="vpn-de",
-            role="vpn",
-            host="203.0.113.20",
-            domain="vpn-de.example.net",
-            reality_private_key=backend.reality_private_key,
-            reality_short_id=backend.reality_short_id,
-        ),
+        app, servers.ServerSpec(name="vpn-de", role="vpn", host="203.0.113.20", domain="vpn-de.example.net")
     )
     progress("adding the pilot user alice")
     alice = users.add_user(app, "alice", tags=("pilot",))

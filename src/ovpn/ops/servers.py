@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ovpn.core import reality, validation
+from ovpn.core.identity import Identity, cluster_of, conflicts, identity_of
 from ovpn.core.model import (
     DEFAULT_PORT,
     DEFAULT_REALITY_SERVER_NAME,
@@ -43,7 +44,7 @@ class ServerSpec:
     reality_private_key: str | None = None
     reality_public_key: str | None = None
     reality_short_id: str | None = None
-    reality_server_name: str = DEFAULT_REALITY_SERVER_NAME
+    reality_server_name: str | None = None
     reality_target: str | None = None
     xray_version: str = DEFAULT_XRAY_VERSION
     images: tuple[str, ...] = ()
@@ -108,7 +109,7 @@ def _cert_path(value: str | None) -> str | None:
 def build_server(spec: ServerSpec) -> Server:
     role = _role(spec.role)
     keys = reality.key_pair(spec.reality_private_key, spec.reality_public_key)
-    server_name = validation.server_name_indication(spec.reality_server_name)
+    server_name = validation.server_name_indication(spec.reality_server_name or DEFAULT_REALITY_SERVER_NAME)
     host = validation.hostname(spec.host, "host")
     images = {k: v for k, v in parse_images(spec.images).items() if v}
     name = validation.server_name(spec.name)
@@ -146,12 +147,92 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def add_server(app: App, spec: ServerSpec) -> Server:
-    server = build_server(spec)
+@dataclass(frozen=True)
+class Added:
+    server: Server
+    shared_with: str | None  # the servers whose REALITY identity it joined (None: one of its own)
+
+
+def add_server(
+    app: App, spec: ServerSpec, *, new_identity: bool = False, identity_from: str | None = None
+) -> Added:
+    """Add a server. A vpn server joins the identity the vpn servers share (`identity_from`: that server's),
+    unless `new_identity`; explicit values that differ from the one it joins are refused."""
+    own = build_server(spec)  # every value checked before the identity is chosen
+    warnings: list[str] = []
     with app.writing() as repo:
+        source, whose = _identity_source(repo, spec, new_identity, identity_from, warnings.append)
+        server = own if source is None else _joined(spec, source, whose)
         repo.add_server(server)
         for secret_name in SERVER_SECRETS:
             repo.set_secret(server.name, secret_name, new_token())
+    for warning in warnings:
+        app.warn(warning)
+    return Added(server, whose if source is not None else None)
+
+
+def _identity_source(
+    repo: Repository,
+    spec: ServerSpec,
+    new_identity: bool,
+    identity_from: str | None,
+    warn: Callable[[str], None],
+) -> tuple[Identity | None, str]:
+    """The identity a new server joins (None: one of its own) and whose it is."""
+    if spec.role != "vpn":
+        if new_identity or identity_from:
+            raise InvalidInput(
+                "--new-identity and --identity-from are for vpn servers",
+                "a proxy always has an identity of its own: drop the option",
+            )
+        return None, ""
+    if new_identity and identity_from:
+        raise InvalidInput("--new-identity and --identity-from exclude each other", "give one of them")
+    if identity_from is not None:
+        other = repo.server(identity_from)
+        if other.role != "vpn":
+            raise InvalidInput(f"{identity_from} is a proxy: its identity is its own", "name a vpn server")
+        return identity_of(other), other.name
+    cluster = cluster_of(repo.servers())
+    if new_identity or not cluster.members:
+        return None, ""
+    if cluster.identity is None:
+        warn(
+            f"the vpn servers ({cluster.names()}) do not share one REALITY identity: {spec.name} gets one of its "
+            f"own; `ovpn server set {spec.name} --identity-from OTHER` joins one of theirs"
+        )
+        return None, ""
+    return cluster.identity, cluster.names()
+
+
+def _joined(spec: ServerSpec, source: Identity, whose: str) -> Server:
+    """The server built with `source`'s identity wherever the spec gives none; a given value that differs is
+    refused, naming the identity it would have joined."""
+    own_key = spec.reality_private_key is not None
+    filled = dataclasses.replace(
+        spec,
+        reality_private_key=spec.reality_private_key if own_key else source.private_key,
+        reality_public_key=spec.reality_public_key if own_key else None,
+        reality_short_id=spec.reality_short_id if spec.reality_short_id is not None else source.short_id,
+        reality_server_name=spec.reality_server_name or source.server_name,
+        reality_target=spec.reality_target or (None if spec.reality_server_name else source.target),
+    )
+    server = build_server(filled)
+    given = {
+        "--reality-private-key": server.reality_private_key if own_key else None,
+        "--reality-short-id": server.reality_short_id if spec.reality_short_id is not None else None,
+        "--reality-server-name": server.reality_server_name if spec.reality_server_name else None,
+        "--reality-target": server.reality_target if spec.reality_target else None,
+    }
+    differing = conflicts(given, source)
+    if differing:
+        public = reality.key_pair(source.private_key, None).public_key
+        raise InvalidInput(
+            f"{', '.join(differing)} of {spec.name} differ from the REALITY identity of {whose} "
+            f"({source.describe(public)})",
+            f"drop {'them' if len(differing) > 1 else 'it'} to join that identity, or pass --new-identity to give "
+            f"{spec.name} one of its own",
+        )
     return server
 
 
@@ -166,7 +247,7 @@ def spec_of(server: Server) -> ServerSpec:
 def _check_pools(repo: Repository, changed: Server) -> None:
     for proxy in repo.proxies_of(changed.name):
         members = [changed if m.server.name == changed.name else m.server for m in repo.pool(proxy)]
-        require_parity(members, proxy)
+        require_parity(members, proxy, newcomer=changed.name)
 
 
 def set_server(app: App, name: str, changes: Mapping[str, Any]) -> Server:
@@ -190,6 +271,34 @@ def set_server(app: App, name: str, changes: Mapping[str, Any]) -> Server:
         _check_pools(repo, updated)
         repo.update_server(updated)
     return updated
+
+
+IDENTITY_FIELDS = ("reality_private_key", "reality_short_id", "reality_server_name", "reality_target")
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """What `server set NAME --identity-from OTHER` would do: the identity it takes and whose links change."""
+
+    server: str
+    source: str
+    changes: dict[str, str]
+    usernames: list[str]
+
+
+def identity_change(app: App, name: str, source_name: str) -> IdentityChange:
+    with app.reading() as repo:
+        server, source = repo.server(name), repo.server(source_name)
+        usernames = [u.username for u in repo.users()]
+    for s in (server, source):
+        if s.role != "vpn":
+            raise InvalidInput(f"{s.name} is a proxy: proxies keep REALITY identities of their own",
+                               "--identity-from works between vpn servers")  # fmt: skip
+    if name == source_name:
+        raise InvalidInput(f"{name} cannot take its own identity", "name another vpn server")
+    if identity_of(server) == identity_of(source):
+        raise InvalidInput(f"{name} already has the REALITY identity of {source_name}", "nothing to change")
+    return IdentityChange(name, source_name, {f: getattr(source, f) for f in IDENTITY_FIELDS}, usernames)
 
 
 def remove_server(app: App, name: str) -> None:
