@@ -108,7 +108,17 @@ class Dashboard:
             "timezone": "browser",
             "annotations": {"list": []},
             "links": [
-                {"type": "dashboards", "tags": ["ovpn"], "asDropdown": True, "title": "ovpn dashboards"}
+                {
+                    "type": "dashboards",
+                    "tags": ["ovpn"],
+                    "asDropdown": True,
+                    "title": "ovpn dashboards",
+                    "tooltip": "",
+                    "icon": "external link",
+                    "includeVars": False,
+                    "keepTime": False,
+                    "targetBlank": False,
+                }
             ],
             "templating": {"list": [_variable_json(variable) for variable in self.variables]},
             "panels": _layout(self.items),
