@@ -2,7 +2,6 @@
 
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -46,7 +45,7 @@ TARGET = SshTarget("203.0.113.10", 22, "deploy")
 @pytest.mark.parametrize(
     ("stderr", "expected"),
     [
-        ("@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n", "has CHANGED"),
+        ("@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n", "changed:"),
         (
             "No ED25519 host key is known for 203.0.113.10 and you have requested strict checking.\n"
             "Host key verification failed.",
@@ -61,17 +60,3 @@ TARGET = SshTarget("203.0.113.10", 22, "deploy")
 def test_ssh_failures_become_one_line_with_a_hint(stderr: str, expected: str) -> None:
     error = classify_ssh_failure(TARGET, stderr)
     assert expected in error.message and error.hint and "\n" not in error.message
-
-
-CHANGED = (
-    "@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed."
-)
-
-
-@pytest.mark.parametrize(("port", "name"), [(22, "vpn-1.example.net"), (2222, "'[vpn-1.example.net]:2222'")])
-def test_the_changed_host_key_hint_names_the_key_as_ssh_files_it(port: int, name: str) -> None:
-    """ssh files a key for another port than 22 under `[host]:port`; `ssh-keygen -R host` would miss it."""
-    target = SshTarget("vpn-1.example.net", port, "deploy")
-    error = classify_ssh_failure(target, CHANGED, Path("/data/known_hosts"))
-    assert f"`ssh-keygen -R {name}`" in error.hint
-    assert f"`ssh-keygen -R {name} -f /data/known_hosts`" in error.hint

@@ -22,10 +22,10 @@ class Context:
     @property
     def app(self) -> App:
         if self._app is None:
-            from ovpn.cli.output import warn
+            from ovpn.cli.output import note, warn
             from ovpn.ops.app import App, resolve_data_dir  # imported here to keep start-up fast
 
-            self._app = App(resolve_data_dir(self.data_dir), warn=warn)
+            self._app = App(resolve_data_dir(self.data_dir), warn=warn, note=note)
         return self._app
 
     def close(self) -> None:

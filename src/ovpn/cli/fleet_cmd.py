@@ -279,14 +279,17 @@ _MARKS = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 @click.option(
     "--tail", type=int, default=100, show_default=True, help="Log lines per service with --include-logs."
 )
+@click.option("--accept-new-host-key", is_flag=True, help="First contact: pin the host's SSH key.")
 @click.pass_obj
-def doctor(ctx: Context, /, name: str, as_json: bool, include_logs: bool, tail: int) -> None:
+def doctor(
+    ctx: Context, /, name: str, as_json: bool, include_logs: bool, tail: int, accept_new_host_key: bool
+) -> None:
     """Check a server end to end; exit 0 when healthy, 1 with warnings, 2 with failures."""
     from ovpn.ops.doctor import doctor as do_doctor
     from ovpn.ops.doctor import worst
     from ovpn.ops.fleet import recent_logs
 
-    checks = do_doctor(ctx.app, name, _progress(name, as_json))
+    checks = do_doctor(ctx.app, name, _progress(name, as_json), accept_new_host_key=accept_new_host_key)
     ssh_ok = any(c.name == "ssh" and c.status == "pass" for c in checks)
     logs = recent_logs(ctx.app, name, tail) if include_logs and ssh_ok else {}
     if as_json:

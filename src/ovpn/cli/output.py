@@ -62,3 +62,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
 
 def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def note(line: str) -> None:
+    """A line on stderr, outside any --json document on stdout."""
+    click.echo(line, err=True)

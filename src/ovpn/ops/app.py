@@ -25,11 +25,16 @@ def resolve_data_dir(option: str | None, env: Mapping[str, str] = os.environ) ->
 
 class App:
     def __init__(
-        self, data_dir: Path, env: Mapping[str, str] = os.environ, warn: Callable[[str], None] | None = None
+        self,
+        data_dir: Path,
+        env: Mapping[str, str] = os.environ,
+        warn: Callable[[str], None] | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.env = env
         self.warn = warn or (lambda line: None)
+        self.note = note or (lambda line: None)  # a line the operator should see, even beside --json output
         self._key_settled = False
 
     @cached_property

@@ -219,11 +219,7 @@ REMOTE_CHECKS = ("sudo", "docker", "compose", "files", "services", "xray config 
 
 
 def doctor(
-    app: App,
-    name: str,
-    progress: Callable[[str], None],
-    *,
-    opener: Callable[[App, Server], AbstractContextManager[Remote]] = connect,
+    app: App, name: str, progress: Callable[[str], None], *, accept_new_host_key: bool = False
 ) -> list[Check]:
     with app.reading() as repo:
         server = repo.server(name)
@@ -233,7 +229,7 @@ def doctor(
     rendered = _local(app, server, checks)
     progress("connecting")
     try:
-        connection = opener(app, server)
+        connection = connect(app, server, accept_new_host_key=accept_new_host_key)
     except OvpnError as e:
         return [*checks, *_unreachable(e)]
     return [*checks, *host_checks(connection, server, rendered, attached_to, progress)]

@@ -22,16 +22,27 @@ from ovpn.facts.release import LiveRelease, UnreadableMarker
 from ovpn.ops.app import App
 from ovpn.ops.locks import operation_lock
 from ovpn.remote.base import Remote, SshTarget
+from ovpn.remote.host_keys import RERUN_WITH_OPTION, pin_with_doctor
 from ovpn.remote.ssh import Ssh, default_settings
 
 
-def connect(app: App, server: Server, *, accept_new_host_key: bool = False) -> Ssh:
-    target = SshTarget(server.host, server.ssh_port, server.ssh_user, server.ssh_identity)
-    return Ssh(target, default_settings(app.data_dir, accept_new_host_key=accept_new_host_key))
+def connect(app: App, server: Server, *, accept_new_host_key: bool | None = None) -> Ssh:
+    """The server's SSH connection. `accept_new_host_key` is what the operator gave to a command that takes
+    --accept-new-host-key, and None for a command that does not: its host-key hints name doctor's instead."""
+    target = SshTarget(server.host, server.ssh_port, server.ssh_user, server.ssh_identity, server.name)
+    settings = default_settings(
+        app.data_dir,
+        accept_new_host_key=bool(accept_new_host_key),
+        pin_advice=RERUN_WITH_OPTION if accept_new_host_key is not None else pin_with_doctor(server.name),
+        announce=app.note,
+    )
+    return Ssh(target, settings)
 
 
 @contextlib.contextmanager
-def locked(app: App, server: Server, operation: str, *, accept_new_host_key: bool = False) -> Iterator[Ssh]:
+def locked(
+    app: App, server: Server, operation: str, *, accept_new_host_key: bool | None = None
+) -> Iterator[Ssh]:
     """A connection to a host that this operation alone changes: the server's lock, locally and on the host,
     is held until the block ends (`ovpn.ops.locks`)."""
     with (

@@ -22,6 +22,7 @@ class SshTarget:
     port: int = 22
     user: str = "root"
     identity: str | None = None
+    name: str = ""  # the server's name in ovpn, for messages
 
     @property
     def label(self) -> str:

@@ -20,13 +20,14 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from ovpn.errors import HostUnreachable, OvpnError, RemoteCommandFailed
 from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, RemoteResult, SshTarget, command_failure
+from ovpn.remote.host_keys import RERUN_WITH_OPTION, host_key_failure, new_key_line, pinned_keys
 
 CONNECT_TIMEOUT_SECONDS = 15
 SSH_FAILED = 255
@@ -36,13 +37,22 @@ MAX_SOCKET_PATH = 103
 CONTROL_NAME_LENGTH = 1 + 40 + 17
 
 
+def _ignore(line: str) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class SshSettings:
-    """How to reach hosts: ovpn's own known_hosts file (checked first), host-key policy, multiplexing."""
+    """How to reach hosts: ovpn's own known_hosts file (checked first), host-key policy, multiplexing.
+
+    `pin_advice` ends the hints about an unknown or changed host key (how the command the operator ran pins one),
+    and `announce` gets the line that reports a key pinned on first contact."""
 
     known_hosts: Path
     control_dir: Path
     accept_new_host_key: bool = False
+    pin_advice: str = RERUN_WITH_OPTION
+    announce: Callable[[str], None] = _ignore
     connect_timeout: int = CONNECT_TIMEOUT_SECONDS
     ssh_binary: str = "ssh"
     config_file: Path | None = None
@@ -61,33 +71,15 @@ def remote_command(argv: Sequence[str], *, sudo: bool = False, timeout: int | No
     return shlex.join(words)
 
 
-def known_hosts_name(target: SshTarget) -> str:
-    """The name ssh files the target's key under: `host`, or `[host]:port` for another port than 22."""
-    return target.host if target.port == 22 else f"[{target.host}]:{target.port}"
-
-
-def classify_ssh_failure(target: SshTarget, stderr: str, known_hosts: Path | None = None) -> HostUnreachable:
+def classify_ssh_failure(
+    target: SshTarget, stderr: str, known_hosts: Path | None = None, pin_advice: str = RERUN_WITH_OPTION
+) -> HostUnreachable:
     """Turn ssh's own failure (exit 255) into one line and a hint."""
     text = stderr.strip()
     last = text.splitlines()[-1] if text else "no output"
-    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or ("Host key for" in text and "has changed" in text):
-        name = shlex.quote(known_hosts_name(target))
-        own = f" -f {shlex.quote(str(known_hosts))}" if known_hosts else ""
-        return HostUnreachable(
-            f"the host key of {target.host} has CHANGED: refusing to connect",
-            "if the server was reinstalled, verify the new key out of band, then remove the old one with "
-            f"`ssh-keygen -R {name}` and, from ovpn's own known_hosts, `ssh-keygen -R {name}{own}`; then connect "
-            "again",
-        )
-    if (
-        "Host key verification failed" in text
-        or "No ED25519 host key is known" in text
-        or "host key is known" in text
-    ):
-        return HostUnreachable(
-            f"the host key of {target.host} is not known: refusing to connect",
-            "on first contact, check the key's fingerprint and pass --accept-new-host-key to pin it",
-        )
+    refused = host_key_failure(target, text, known_hosts, pin_advice)
+    if refused is not None:
+        return refused
     if "Permission denied" in text:
         return HostUnreachable(
             f"SSH authentication to {target.label} failed",
@@ -110,6 +102,7 @@ class Ssh:
     def __init__(self, target: SshTarget, settings: SshSettings) -> None:
         self.target = target
         self.settings = settings
+        self._watch_new_keys = settings.accept_new_host_key
         private_known_hosts(settings.known_hosts)
         private_control_dir(settings.control_dir)
 
@@ -129,6 +122,7 @@ class Ssh:
             argv += ["-F", str(s.config_file)]
         argv += [
             "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR",  # ssh's errors explain its failures (QUIET would hide them); no INFO chatter
             "-o", f"ConnectTimeout={s.connect_timeout}",
             "-o", f"StrictHostKeyChecking={'accept-new' if s.accept_new_host_key else 'yes'}",
             "-o", f"UserKnownHostsFile={s.known_hosts} {user_known}",
@@ -155,6 +149,7 @@ class Ssh:
         """Run a command on the host. ssh's own failures always raise; the command's own only with `check`."""
         command = remote_command(argv, sudo=sudo, timeout=timeout)
         local = [*self.base_argv(), command]
+        pinned_before = self._pinned_keys()
         try:
             proc = subprocess.run(
                 local,
@@ -170,12 +165,27 @@ class Ssh:
                 "the host may be overloaded or the connection stalled; run `ovpn doctor` for this server",
             ) from None
         result = RemoteResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        if pinned_before is not None:
+            self._announce_new_keys(pinned_before, connected=proc.returncode != SSH_FAILED)
         # ovpn never runs remote commands that exit 255 on purpose, so 255 means ssh itself failed.
         if proc.returncode == SSH_FAILED:
-            raise classify_ssh_failure(self.target, result.error_text, self.settings.known_hosts)
+            raise classify_ssh_failure(
+                self.target, result.error_text, self.settings.known_hosts, self.settings.pin_advice
+            )
         if check and not result.ok:
             raise command_failure(self.target, result)
         return result
+
+    def _pinned_keys(self) -> frozenset[str] | None:
+        """Before a connection that may pin the host's key (accept-new, not connected yet): the keys on file."""
+        return pinned_keys(self.settings.known_hosts, self.target) if self._watch_new_keys else None
+
+    def _announce_new_keys(self, before: frozenset[str], *, connected: bool) -> None:
+        """Report each key ssh added to ovpn's known_hosts (it may add one and then fail to log in)."""
+        for key in sorted(pinned_keys(self.settings.known_hosts, self.target) - before):
+            self.settings.announce(new_key_line(self.target, key, self.settings.known_hosts))
+        if connected:
+            self._watch_new_keys = False
 
     def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Iterator[str]:
         """Yield output lines as the remote command produces them (for `--follow`); no timeout."""
@@ -194,11 +204,14 @@ class Ssh:
         """Run a command on a connection of its own and keep it running until `release`: closing its stdin ends
         it, and so does this process dying (ssh then sees end of input), so nothing it holds outlives us."""
         local = [*self.base_argv(shared=False), remote_command(argv, sudo=sudo)]
+        pinned_before = self._pinned_keys()
         # A session of its own: Ctrl-C in the terminal stops the operation, which then releases what it holds.
         proc = subprocess.Popen(local, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(self.settings.env), start_new_session=True)  # fmt: skip
         assert proc.stdout is not None and proc.stderr is not None
         first, seen = _first_line(proc.stdout, timeout)
+        if pinned_before is not None:
+            self._announce_new_keys(pinned_before, connected=first is not None)
         if first == ready:
             return _HeldProcess(proc)
         if first is None and proc.poll() is None:
@@ -210,7 +223,9 @@ class Ssh:
         out, err = proc.communicate(timeout=timeout)
         result = RemoteResult(tuple(argv), proc.returncode, seen + out, err)
         if proc.returncode == SSH_FAILED:
-            raise classify_ssh_failure(self.target, result.error_text, self.settings.known_hosts)
+            raise classify_ssh_failure(
+                self.target, result.error_text, self.settings.known_hosts, self.settings.pin_advice
+            )
         return result
 
     def write_file(
@@ -325,10 +340,18 @@ def control_dir(env: Mapping[str, str] = os.environ) -> Path:
     return candidates[-1]
 
 
-def default_settings(data_dir: Path, *, accept_new_host_key: bool = False) -> SshSettings:
+def default_settings(
+    data_dir: Path,
+    *,
+    accept_new_host_key: bool = False,
+    pin_advice: str = RERUN_WITH_OPTION,
+    announce: Callable[[str], None] = _ignore,
+) -> SshSettings:
     return SshSettings(
         known_hosts=data_dir / "known_hosts",
         control_dir=control_dir(),
         accept_new_host_key=accept_new_host_key,
+        pin_advice=pin_advice,
+        announce=announce,
         config_file=Path(os.environ["OVPN_SSH_CONFIG"]) if os.environ.get("OVPN_SSH_CONFIG") else None,
     )
