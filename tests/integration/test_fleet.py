@@ -499,27 +499,53 @@ def live_emails(lab: FleetLab, host: str) -> list[str]:
 
 
 def test_backup_and_restore_bring_back_the_release_and_the_agent_data(
-    op: Operator, fleet_lab: FleetLab
+    op: Operator, fleet_lab: FleetLab, tmp_path: Path
 ) -> None:
     marker = ["docker", "exec", "ovpn-agent", "sh", "-c"]
     fleet_lab.exec("vpn-nl", *marker, "echo before-backup > /var/lib/ovpn-agent/marker")
-    taken = json.loads(op.ok("server", "backup", "vpn-nl", "--json"))
+    taken = json.loads(op.ok("server", "backup", "vpn-nl", "--download", str(tmp_path), "--json"))
     archive = taken["remote_path"]
+    name = archive.rsplit("/", 1)[1]
     assert fleet_lab.exec("vpn-nl", "sha256sum", archive).split()[0] == taken["sha256"]
+    copy = tmp_path / name
+    assert taken["local_copy"] == str(copy) and copy.read_bytes() == host_bytes(fleet_lab, "vpn-nl", archive)
+    assert (tmp_path / f"{name}.sha256").read_text() == f"{taken['sha256']}  {name}\n"
+    listed = json.loads(op.ok("server", "backup", "list", "vpn-nl", "--json"))["archives"]
+    assert (listed[0]["name"], listed[0]["sha256"], listed[0]["record"]) == (name, taken["sha256"], "matches")
     fleet_lab.exec("vpn-nl", *marker, "rm /var/lib/ovpn-agent/marker")
     op.ok("user", "add", "--username", "dora")
     op.ok("deploy", "vpn-nl", "--pull", "never")
     assert "dora@global" in live_emails(fleet_lab, "vpn-nl")
 
-    name = archive.rsplit("/", 1)[1]
+    missing = op.run("server", "restore", "vpn-nl", "--from", "vpn-nl-20000101T000000Z.tar.gz")
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.splitlines()[-2] == "error: backup vpn-nl-20000101T000000Z.tar.gz not found on vpn-nl"
+    )
     op.ok("server", "restore", "vpn-nl", "--from", name)
     assert "dora@global" not in live_emails(fleet_lab, "vpn-nl")
     assert fleet_lab.exec("vpn-nl", *marker, "cat /var/lib/ovpn-agent/marker").strip() == "before-backup"
     assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
+    restored = revisions(op, "vpn-nl")[-1]
+    assert restored[1] == "ok" and live_revision(fleet_lab, "vpn-nl") == restored[0]
+    assert fleet_lab.exec("vpn-nl", "readlink", "/opt/ovpn").strip() == f"/opt/ovpn-releases/{restored[0]}"
 
     fleet_lab.exec("vpn-nl", "sh", "-c", f"echo 0000  x > {archive}.sha256")
     refused = op.run("server", "restore", "vpn-nl", "--from", name, "--trust-host-digest")
     assert refused.returncode == 1 and f"does not match {archive}.sha256" in refused.stderr
+
+    # The operator's copy, with the host's archive gone: uploaded, checked again there, restored.
+    fleet_lab.exec("vpn-nl", "rm", archive, f"{archive}.sha256")
+    fleet_lab.exec("vpn-nl", *marker, "rm /var/lib/ovpn-agent/marker")
+    out = op.ok("server", "restore", "vpn-nl", "--from", str(copy))
+    again = revisions(op, "vpn-nl")[-1]
+    assert out.strip() == f"vpn-nl: restored {copy} as {again[0]}" and again[0] != restored[0]
+    assert again[1] == "ok" and live_revision(fleet_lab, "vpn-nl") == again[0]
+    assert fleet_lab.exec("vpn-nl", "readlink", "/opt/ovpn").strip() == f"/opt/ovpn-releases/{again[0]}"
+    assert fleet_lab.exec("vpn-nl", *marker, "cat /var/lib/ovpn-agent/marker").strip() == "before-backup"
+    assert fleet_lab.exec("vpn-nl", "sha256sum", archive).split()[0] == taken["sha256"]
+    assert services(op, "vpn-nl") == {"xray": "running", "ovpn-agent": "running"}
+
     op.ok("user", "rm", "--username", "dora")
     op.ok("deploy", "vpn-nl", "--pull", "never")
     assert "dora@global" not in live_emails(fleet_lab, "vpn-nl")

@@ -84,8 +84,15 @@ row("stats", f"--server {LO}", f"--server {LO} --user alice --json", kind=HOST)
 row("server init", LO, f"{LO} --json", kind=HOST)
 row("server status", LO, f"{LO} --json", kind=HOST)
 row("server logs", LO, kind=HOST)
-row("server backup", LO, f"{LO} --json", kind=HOST)
-row("server restore", f"{LO} --from ovpn-backup.tar.gz", kind=HOST)
+row("server backup take", LO, f"{LO} --json", f"{LO} --download {{out}} --json", kind=HOST)
+row("server backup list", LO, f"{LO} --json", kind=HOST)
+row("server backup download", f"{LO} {LO}-20260101T000000Z.tar.gz --to {{out}}", kind=HOST)
+row(
+    "server restore",
+    f"{LO} --from ovpn-backup.tar.gz",
+    f"{LO} --from ./{LO}-20260101T000000Z.tar.gz",
+    kind=HOST,
+)
 row("server monitor up", LO, f"{LO} --json", kind=HOST)
 row("server monitor down", f"{LO} --yes", f"{LO} --yes --json", kind=HOST)
 row("server monitor status", LO, f"{LO} --json", kind=HOST)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tests.support.cli import run_cli
 
-import ovpn.ops.backup
+import ovpn.ops.restore
 from ovpn.errors import OvpnError
 from ovpn.ops.backup_archive import (
     MANIFEST_NAME,
@@ -174,7 +174,6 @@ def _dump(data_dir: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ([], "this state has no record of /opt/ovpn-backups/vpn-nl-20260101T000000Z.tar.gz"),
         (["--digest", "abc"], "invalid --digest 'abc'"),
         (
             ["--digest", "a" * 64, "--trust-host-digest"],
@@ -192,7 +191,7 @@ def test_restore_refuses_before_reaching_the_host(
     def no_host(*_: object, **__: object) -> None:
         raise AssertionError("restore reached for the host")
 
-    monkeypatch.setattr(ovpn.ops.backup, "locked", no_host)
+    monkeypatch.setattr(ovpn.ops.restore, "locked", no_host)
     before = _dump(seeded)
     code, _, err = run_cli(capsys, "server", "restore", "vpn-nl", "--from", "vpn-nl-20260101T000000Z.tar.gz",
                            *extra)  # fmt: skip

@@ -10,6 +10,7 @@ import click
 from ovpn import __version__
 from ovpn.cli import (
     ansible_cmd,
+    backup_cmd,
     config_cmd,
     demo_cmd,
     fleet_cmd,
@@ -69,7 +70,7 @@ cli.add_command(fleet_cmd.restart)
 cli.add_command(fleet_cmd.rollback)
 cli.add_command(fleet_cmd.doctor)
 cli.add_command(stats_cmd.stats)
-for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, fleet_cmd.backup, fleet_cmd.restore):
+for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, backup_cmd.backup, backup_cmd.restore):
     server_cmd.server.add_command(command)
 server_cmd.server.add_command(monitor_cmd.monitor)
 

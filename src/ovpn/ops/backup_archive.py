@@ -18,6 +18,9 @@ MANIFEST_FORMAT = 1
 RUNTIME_TOP = "runtime"
 AGENT_DATA_TOP = "agent-data"
 RELEASE_MEMBER = f"{RUNTIME_TOP}/.ovpn-release.json"
+# What `server backup` names an archive: SERVER-<UTC time>.tar.gz.
+ARCHIVE_NAME = re.compile(r"^[a-z0-9-]+-\d{8}T\d{6}Z\.tar\.gz$")
+DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _TOPS = (RUNTIME_TOP, AGENT_DATA_TOP)
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
@@ -159,3 +162,14 @@ def member_problems(members: list[Member]) -> list[str]:
 
 def has_release(members: list[Member]) -> bool:
     return any(m.kind == "-" and m.name == RELEASE_MEMBER for m in members)
+
+
+def check_members(archive: str, members: list[Member]) -> None:
+    """Refuse an archive with an unsafe entry (`member_problems`) or without a release, naming the first few."""
+    problems = member_problems(members)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise OvpnError(f"{archive} holds entries ovpn will not restore: {'; '.join(problems[:3])}{more}",
+                        "it was not made by `ovpn server backup` or was altered since; use another backup")  # fmt: skip
+    if not has_release(members):
+        raise OvpnError(f"{archive} holds no ovpn release", "use an archive made by `ovpn server backup`")
