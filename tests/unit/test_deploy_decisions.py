@@ -15,6 +15,7 @@ from ovpn.core.model import Server
 from ovpn.errors import OvpnError
 from ovpn.facts.release import LiveRelease
 from ovpn.ops.deploy import (
+    Attempt,
     DeployOptions,
     DeployOutcome,
     GateCheck,
@@ -252,8 +253,9 @@ def live_proxy(metrics: str) -> ScriptedRemote:
 def go(server: Server, remote: ScriptedRemote, backends: list[str]) -> DeployOutcome:
     clock = FakeClock()
     options = DeployOptions(gate_timeout=20)
-    return go_live(host_for(server, remote), RELEASE, "20261203T120000Z-bbbbbbbb", "cd" * 32, PREVIOUS,
-                   backends, options, lambda _: None, sleep=clock.sleep, clock=clock)  # fmt: skip
+    attempt = Attempt("deploy", "20261203T120000Z-bbbbbbbb", "cd" * 32, PREVIOUS, "")
+    return go_live(host_for(server, remote), RELEASE, attempt, backends, options, lambda _: None, sleep=clock.sleep,
+                   clock=clock)  # fmt: skip
 
 
 def test_a_proxy_whose_every_backend_is_down_shows_haproxys_checks_and_the_backends_doctor() -> None:

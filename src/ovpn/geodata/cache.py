@@ -14,12 +14,10 @@ error that names the URL and suggests the environment override.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Literal
 
+from ovpn.atomic import replace_file
 from ovpn.core.presets import Preset
 from ovpn.errors import OvpnError
 from ovpn.geodata.dat import GeodataError, list_codes
@@ -153,22 +152,6 @@ def _describe_age(age: timedelta) -> str:
     return " ".join(parts)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-
-
 def _sha256_file(path: Path) -> str | None:
     digest = hashlib.sha256()
     try:
@@ -280,7 +263,7 @@ def _refresh(
             )
         _check_content(data, path.name, required)
         try:
-            _atomic_write(path, data)
+            replace_file(path, data, 0o644)
         except OSError as exc:
             raise _RefreshError(f"cannot write {path}: {exc.strerror or exc}") from exc
     meta[path.name] = _Entry(url=url, sha256=expected, fetched_at=moment)
@@ -357,7 +340,7 @@ def resolve_geodata(
     if any(outcome.downloaded for outcome in outcomes):
         document = {name: entry.to_json() for name, entry in sorted(meta.items())}
         try:
-            _atomic_write(meta_path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+            replace_file(meta_path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), 0o644)
         except OSError as exc:
             raise OvpnError(f"cannot write {meta_path}: {exc.strerror or exc}") from exc
     times = [outcome.fetched_at for outcome in outcomes]

@@ -15,22 +15,14 @@ import os
 import shlex
 import stat
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovpn.core.names import BACKUP_DIR
 from ovpn.errors import OvpnError
-from ovpn.ops.backup_archive import (
-    ARCHIVE_NAME,
-    DIGEST,
-    MANIFEST_NAME,
-    Member,
-    check_members,
-    check_origin,
-    parse_manifest,
-)
+from ovpn.ops import backup_archive as archive_rules
+from ovpn.ops.files import write_file
 
 _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', 7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f",
             13: "\\r"}  # fmt: skip
@@ -62,28 +54,9 @@ def save_copy(folder: Path, name: str, data: bytes, digest: str) -> Path:
         raise OvpnError(f"the copy of {name} does not match its digest {digest}: nothing was written",
                         "the archive changed on the host or the transfer was damaged; download it again")  # fmt: skip
     target = folder / name
-    _write_atomically(target, data)
-    _write_atomically(folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
+    write_file(target, data)
+    write_file(folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
     return target
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Through a private temporary file beside `path` and a rename: `path` is never half-written."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except OSError as e:
-        Path(temporary).unlink(missing_ok=True)
-        raise OvpnError(
-            f"writing {path} failed: {e.strerror}", "free space there or pass another folder"
-        ) from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def local_source(source: str) -> Path | None:
@@ -107,7 +80,7 @@ def check_local_archive(
 ) -> LocalArchive:
     """The archive at `path`, once it matches every digest that vouches for it, holds only safe entries and
     names `server` in its manifest."""
-    if not ARCHIVE_NAME.match(path.name):
+    if not archive_rules.ARCHIVE_NAME.match(path.name):
         raise OvpnError(f"{path} is not named like an ovpn backup (SERVER-YYYYMMDDTHHMMSSZ.tar.gz)",
                         "keep the name `ovpn server backup` gave the archive")  # fmt: skip
     data = _read(path)
@@ -122,9 +95,12 @@ def check_local_archive(
             raise OvpnError(f"{path} does not match {what}: refusing to restore it",
                             "the file was changed or damaged since it was taken; use another copy")  # fmt: skip
     members, manifest = _read_tar(path, data)
-    check_members(str(path), members)
-    check_origin(
-        None if manifest is None else parse_manifest(manifest), server, role, recorded=recorded is not None
+    archive_rules.check_members(str(path), members)
+    archive_rules.check_origin(
+        None if manifest is None else archive_rules.parse_manifest(manifest),
+        server,
+        role,
+        recorded=recorded is not None,
     )
     return LocalArchive(path, data, actual)
 
@@ -148,17 +124,17 @@ def _side_digest(path: Path) -> str | None:
     except OSError as e:
         raise OvpnError(f"cannot read {side}: {e.strerror}", "check the file's permissions") from None
     digest = words[0].lower() if words else ""
-    if not DIGEST.match(digest):
+    if not archive_rules.DIGEST.match(digest):
         raise OvpnError(f"{side} does not hold a SHA-256", "remove it and pass --digest SHA256 instead")
     return digest
 
 
-def _read_tar(path: Path, data: bytes) -> tuple[list[Member], str | None]:
+def _read_tar(path: Path, data: bytes) -> tuple[list[archive_rules.Member], str | None]:
     """The entries as `backup_archive` judges them, and the manifest's text (None when there is none)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             entries = tar.getmembers()
-            manifest = next((e for e in entries if e.name == MANIFEST_NAME and e.isreg()), None)
+            manifest = next((e for e in entries if e.name == archive_rules.MANIFEST_NAME and e.isreg()), None)
             stream = tar.extractfile(manifest) if manifest is not None else None
             text = stream.read(_MANIFEST_LIMIT).decode(errors="replace") if stream is not None else None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
@@ -166,13 +142,15 @@ def _read_tar(path: Path, data: bytes) -> tuple[list[Member], str | None]:
     return [_member(e) for e in entries], text
 
 
-def _member(entry: tarfile.TarInfo) -> Member:
+def _member(entry: tarfile.TarInfo) -> archive_rules.Member:
     """An entry as GNU tar's verbose listing with C quoting shows it (`backup_archive.parse_listing`)."""
     kinds = [(entry.isreg, "-"), (entry.isdir, "d"), (entry.issym, "l"), (entry.islnk, "h"), (entry.ischr, "c"),
              (entry.isblk, "b"), (entry.isfifo, "p")]  # fmt: skip
     kind = next((letter for test, letter in kinds if test()), "?")
     mode = kind + stat.filemode(entry.mode & 0o7777)[1:]
-    return Member(kind, mode, c_quoted(entry.name), c_quoted(entry.linkname) if kind in ("l", "h") else "")
+    return archive_rules.Member(
+        kind, mode, c_quoted(entry.name), c_quoted(entry.linkname) if kind in ("l", "h") else ""
+    )
 
 
 def c_quoted(name: str) -> str:

@@ -404,10 +404,9 @@ def deploy(app: App, name: str, options: DeployOptions, progress: Progress) -> D
                                  rendered.warnings)  # fmt: skip
         changes = live_changes(host, rendered.bundle) if previous else "first release"
         backends = [s.name for s in pool]
-        outcome = recorded(
-            app, host, Attempt("deploy", revision, digest, previous, changes),
-            lambda: _apply(host, rendered, revision, digest, previous, backends, options, progress), progress,
-        )  # fmt: skip
+        attempt = Attempt("deploy", revision, digest, previous, changes)
+        outcome = recorded(app, host, attempt, lambda: _apply(host, rendered, attempt, backends, options, progress),
+                           progress)  # fmt: skip
         outcome.warnings = [*rendered.warnings, *backend_warnings, *outcome.warnings]
         return outcome
 
@@ -503,25 +502,21 @@ def _sync_agent(app: App, host: Host, outcome: DeployOutcome, progress: Progress
 def _apply(
     host: Host,
     rendered: RenderedServer,
-    revision: str,
-    digest: str,
-    previous: LiveRelease | None,
+    attempt: Attempt,
     backends: list[str],
     options: DeployOptions,
     progress: Progress,
 ) -> DeployOutcome:
-    release = stage(host, rendered.bundle, revision, digest, progress)
+    release = stage(host, rendered.bundle, attempt.revision, attempt.digest, progress)
     build_agent_image(host, release, rendered.images, progress, rendered.agent_wheels)
     validate_on_host(host, release, rendered.images, options.pull, progress)
-    return go_live(host, release, revision, digest, previous, backends, options, progress)
+    return go_live(host, release, attempt, backends, options, progress)
 
 
 def go_live(
     host: Host,
     release: str,
-    revision: str,
-    digest: str,
-    previous: LiveRelease | None,
+    attempt: Attempt,
     backends: list[str],
     options: DeployOptions,
     progress: Progress,
@@ -529,9 +524,10 @@ def go_live(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> DeployOutcome:
-    """Switch to the validated release, start it and health-gate it; roll back when it fails to start or the
-    gate fails, with the lines that show why."""
+    """Switch to the validated release (the directory `release`), start it and health-gate it; switch back to
+    the attempt's previous release when it fails to start or the gate fails, with the lines that show why."""
     server = host.server
+    revision, digest, previous = attempt.revision, attempt.digest, attempt.previous
     monitoring = host.monitoring_running()
     progress(f"switching {RUNTIME_DIR} to {revision}")
     switch(host, release)

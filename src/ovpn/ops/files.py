@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ovpn.atomic import replace_file
 from ovpn.errors import OvpnError
 from ovpn.render.bundle import Bundle
 
@@ -46,20 +47,9 @@ def write_file(path: Path, content: bytes, mode: int = 0o600) -> None:
     if path.is_dir():
         raise OvpnError(f"cannot write {path}: it is a folder", "give a file name")
     try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.")
+        replace_file(path, content, mode)
     except OSError as e:
         raise cannot_write(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise cannot_write(path, e) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _replaceable(out: Path) -> bool:

@@ -79,8 +79,7 @@ def roll_back(
         attempt = Attempt("rollback", target.revision, target.bundle_sha256, live, f"from {live.revision}")
 
         def run() -> DeployOutcome:
-            return go_live(host, target.directory, target.revision, target.bundle_sha256, live, pool, options,
-                           progress)  # fmt: skip
+            return go_live(host, target.directory, attempt, pool, options, progress)
 
         outcome = recorded(app, host, attempt, run, progress)
     if bundle_digest(render_server(app, name).bundle) != target.bundle_sha256:
