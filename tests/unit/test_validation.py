@@ -45,6 +45,7 @@ def test_an_accepted_server_name_is_always_shell_and_path_safe(text: str) -> Non
     assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-") and not name.startswith("-")
 
 
+@example("0\n")
 @given(st.text(min_size=1, max_size=70))
 def test_an_accepted_username_is_always_shell_and_path_safe(text: str) -> None:
     try:
@@ -207,3 +208,23 @@ def test_an_accepted_quota_is_zero_or_between_one_mib_and_one_pib(gb: float) -> 
 def test_priorities_outside_the_bound_are_refused(bad: int) -> None:
     with pytest.raises(OvpnError, match="invalid priority"):
         validation.priority(bad)
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (validation.username, "alice\n"),
+        (validation.server_name, "vpn-nl\n"),
+        (validation.email, "alice@global\n"),
+        (validation.ssh_user, "root\n"),
+        (validation.image_reference, "grafana/grafana:12\n"),
+        (validation.xray_version, "26.3.27\n"),
+        (validation.hostname, "vpn.example.net\n"),
+    ],
+)
+def test_a_value_with_a_trailing_newline_is_refused(check: object, value: str) -> None:
+    """`$` in a pattern also matches before a final newline: values that reach .env files and command lines are
+    checked to their very end."""
+    assert callable(check)
+    with pytest.raises(OvpnError):
+        check(value)

@@ -23,8 +23,8 @@ TAG_UTC_TIME = 0x17
 TAG_GENERALIZED_TIME = 0x18
 TAG_VERSION = 0xA0  # [0] EXPLICIT, constructed
 
-_UTC_TIME = re.compile(rb"^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$")
-_GENERALIZED_TIME = re.compile(rb"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$")
+_UTC_TIME = re.compile(rb"^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z\Z")
+_GENERALIZED_TIME = re.compile(rb"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z\Z")
 
 
 class CertError(ValueError):

@@ -26,7 +26,7 @@ class ApiError(Exception):
 # Matched whole (fullmatch): `$` would let a trailing newline through.
 _EMAIL = re.compile(r"[^\s\"\\>\x00-\x1f\x7f]{1,254}")
 _USERNAME = re.compile(r"[^\x00-\x1f\x7f]{1,254}")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def _bad(message: str, **extra: object) -> ApiError:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 SCREENS = ("status", "services", "doctor", "users", "traffic", "quota")
 CONFIRM_SECONDS = 90.0
-_NONCE = re.compile(r"^[0-9a-f]{8}$")
+_NONCE = re.compile(r"^[0-9a-f]{8}\Z")
 
 
 @dataclass(frozen=True)

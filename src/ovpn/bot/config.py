@@ -14,8 +14,8 @@ DEFAULT_LISTEN = "0.0.0.0:8080"
 DEFAULT_POLL_TIMEOUT = 30
 DEFAULT_RESTART_TIMEOUT = 45.0
 MIN_WEBHOOK_TOKEN_LENGTH = 16
-_SERVICE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
-_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}\Z")
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _PROBES = (
     ("prometheus", "OVPN_TELEGRAM_PROMETHEUS_URL", "/-/healthy"),
     ("alertmanager", "OVPN_TELEGRAM_ALERTMANAGER_URL", "/-/healthy"),

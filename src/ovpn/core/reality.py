@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ovpn.errors import InvalidInput
 
-_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_SHORT_ID_RE = re.compile(r"^(?:[0-9a-f]{2}){0,8}$")
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
+_SHORT_ID_RE = re.compile(r"^(?:[0-9a-f]{2}){0,8}\Z")
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,17 @@ from datetime import date
 from ovpn.core.model import MAX_PRIORITY, MAX_QUOTA_BYTES, MIN_QUOTA_BYTES
 from ovpn.errors import InvalidInput
 
-_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_USERNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?\Z")
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+\Z")
 # An image reference ends up inside `${VAR:-default}` in Compose files: no spaces, quotes, `$` or braces.
-_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
-_EMAIL_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,190}$")
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,190}\Z")
 # A last label that the C resolver reads as a number: decimal, octal (leading 0) or hex with its 0x prefix.
-_NUMERIC_LABEL_RE = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
+_NUMERIC_LABEL_RE = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)\Z")
 GIB = 1024**3
 
 

@@ -16,7 +16,7 @@ _SCRIPT = (
     'cd "$1" 2>/dev/null || exit 0; for f in *.tar.gz; do [ -f "$f" ] && [ ! -L "$f" ] || continue; '
     'printf "%s %s\\n" "$(stat -c "%Y %s" -- "$f")" "$(sha256sum -- "$f")"; done'
 )
-_LINE = re.compile(r"^(\d+) (\d+) ([0-9a-f]{64})  ([A-Za-z0-9._-]+\.tar\.gz)$")
+_LINE = re.compile(r"^(\d+) (\d+) ([0-9a-f]{64})  ([A-Za-z0-9._-]+\.tar\.gz)\Z")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ DOCKER_RUN_FAILED = 125
 _IMAGE_MISSING = ("manifest unknown", "manifest for ", "pull access denied", "no such image",
                   "repository does not exist", "invalid reference format")  # fmt: skip
 # Lines docker prints around its error that say nothing about the cause.
-_NOISE = re.compile(r"^(?:See '.*--help'\.|Run '.*--help' for more information)$")
+_NOISE = re.compile(r"^(?:See '.*--help'\.|Run '.*--help' for more information)\Z")
 _DAEMON_ERROR = "Error response from daemon:"
 
 

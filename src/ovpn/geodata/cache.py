@@ -60,7 +60,7 @@ _HINT = (
     f"download geosite.dat and geoip.dat yourself and set {ENV_GEOSITE_PATH} and {ENV_GEOIP_PATH} "
     "to their paths"
 )
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 
 @dataclass(frozen=True)

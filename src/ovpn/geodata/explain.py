@@ -36,7 +36,7 @@ __all__ = [
 
 _CONDITION_FIELDS = ("domain", "ip", "port", "inboundTag", "network")
 _OTHER_FIELDS = ("type", "outboundTag", "balancerTag", "ruleTag")
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\Z")
 _NAME_SNIFFERS = ("http", "tls", "quic")
 
 

@@ -19,8 +19,8 @@ RUNTIME_TOP = "runtime"
 AGENT_DATA_TOP = "agent-data"
 RELEASE_MEMBER = f"{RUNTIME_TOP}/.ovpn-release.json"
 # What `server backup` names an archive: SERVER-<UTC time>.tar.gz.
-ARCHIVE_NAME = re.compile(r"^[a-z0-9-]+-\d{8}T\d{6}Z\.tar\.gz$")
-DIGEST = re.compile(r"^[0-9a-f]{64}$")
+ARCHIVE_NAME = re.compile(r"^[a-z0-9-]+-\d{8}T\d{6}Z\.tar\.gz\Z")
+DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 _TOPS = (RUNTIME_TOP, AGENT_DATA_TOP)
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(

@@ -27,7 +27,7 @@ from ovpn.ops.host import Host, connect, locked
 from ovpn.render.monitoring.spec import WEBHOOK_TOKEN_BOT_MOUNT
 
 Progress = Callable[[str], None]
-TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{30,100}$")
+TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{30,100}\Z")
 DELIVERY_TIMEOUT_SECONDS = 60
 # Runs inside the bot's container (its image has Python; the host may have no HTTP client): one request to the
 # bot's own HTTP API with the webhook token read from the bot's own mount (never on a command line), printing
