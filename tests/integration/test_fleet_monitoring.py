@@ -18,6 +18,7 @@ from tests.integration.conftest import Operator, lab_operator, lab_server_option
 from tests.support.topology import lab_geodata
 
 from ovpn.ops.monitor import BOT_NOT_CONFIGURED, VOLUMES
+from ovpn.render.monitoring.spec import MONITORING_CONTAINERS
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +85,48 @@ def test_monitor_up_on_a_never_deployed_host_is_refused_and_changes_nothing(
     finally:
         if moved:
             fleet_lab.exec(FRESH, "mv", "-T", "/opt/ovpn.hidden-by-test", "/opt/ovpn")
+
+
+def image_ids(lab: FleetLab, host: str, refs: list[str]) -> dict[str, str]:
+    out = lab.exec(host, "docker", "image", "inspect", "--format", "{{.Id}}", *refs)
+    return dict(zip(refs, out.split(), strict=True))
+
+
+def test_monitoring_images_a_host_lacks_are_copied_from_another_host(
+    op: Operator, fleet_lab: FleetLab
+) -> None:
+    """The seed's step 7: a host that cannot pull (the lab has no registry at all) gets its monitoring images from
+    another host through the operator's two SSH connections; the module's `monitor up` (--pull never) then runs."""
+    refs = sorted(set(MONITORING_IMAGES.values()))
+    # As on a fresh host: no monitoring container (an earlier module may have left its stack) and none of its images.
+    fleet_lab.exec(PROXY, "docker", "rm", "-f", *MONITORING_CONTAINERS.values(), check=False)
+    fleet_lab.exec(PROXY, "docker", "rmi", *refs)
+    listed = json.loads(op.ok("server", "images", "list", PROXY, "--accept-new-host-key", "--json"))
+    present = {row["service"]: row["present"] for row in listed["images"]}
+    assert {s: present[s] for s in MONITORING} == dict.fromkeys(MONITORING, False), listed
+    assert present["xray"] and present["haproxy"] and present["ovpn-agent-base"], listed
+
+    plan = op.ok("server", "images", "copy", "--from", FRESH, "--to", PROXY, "--plan").splitlines()
+    assert plan[0].startswith(f"would copy {len(refs)} images (") and plan[0].endswith(
+        f" MiB) from {FRESH} to {PROXY}:"
+    )
+    assert sorted(line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in plan[1:]) == refs, plan
+    # The plan touched nothing.
+    assert fleet_lab.exec(PROXY, "sh", "-c", 'for ref; do docker images -q "$ref"; done', "sh", *refs) == ""
+
+    started = time.monotonic()
+    result = op.run("server", "images", "copy", "--from", FRESH, "--to", PROXY)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        result.stdout.startswith(f"copied {len(refs)} images (")
+        and f"every image id matches {FRESH}'s" in result.stdout
+    )
+    assert f"[{PROXY}] copying {refs[0]} (" in result.stderr
+    assert image_ids(fleet_lab, PROXY, refs) == image_ids(fleet_lab, FRESH, refs)
+    print(f"\nimages copy ({elapsed:.1f}s wall): {result.stdout.strip()}")
+    again = json.loads(op.ok("server", "images", "copy", "--from", FRESH, "--to", PROXY, "--json"))
+    assert again["images"] == [] and again["copied"] == [] and len(again["present"]) == len(MONITORING)
 
 
 def test_monitor_up_starts_the_stack_with_the_bot_at_zero(op: Operator, fleet_lab: FleetLab) -> None:

@@ -96,6 +96,10 @@ row(
 row("server monitor up", LO, f"{LO} --json", kind=HOST)
 row("server monitor down", f"{LO} --yes", f"{LO} --yes --json", kind=HOST)
 row("server monitor status", LO, f"{LO} --json", kind=HOST)
+row("server images list", LO, f"{LO} --json", kind=HOST)
+# The target is reached first: vpn-nl (a documentation address) is never contacted.
+row("server images copy", f"--from vpn-nl --to {LO}", f"--from vpn-nl --to {LO} --plan --json",
+    f"--from vpn-nl --to {LO} --service prometheus --service grafana", kind=HOST)  # fmt: skip
 row("server monitor telegram-setup", f"{LO} --token-file {{token}} --owner-user-id 42",
     f"{LO} --token-file {{token}} --owner-user-id 42 --json", kind=HOST)  # fmt: skip
 

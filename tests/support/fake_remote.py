@@ -4,7 +4,8 @@ Each rule pairs a run of words that must appear in the command (in order, side b
 give; a rule with several answers gives them in turn and then repeats its last. A command that no rule matches
 fails the test, so a test also pins which commands are run. `hold` runs like `run` and holds a command whose
 first line is the awaited one (a lock taken), recording its release. ssh's own failure (exit 255) raises like `Ssh` does,
-and `check=True` raises on a failed command like `Ssh` does.
+and `check=True` raises on a failed command like `Ssh` does. `pipe` starts a real local process in the host command's
+place (`on_pipe`), so a stream between two fakes runs through real pipes: a `cat`, a `head -c` that ends early.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, RemoteResult, SshTarget, command_failure
-from ovpn.remote.ssh import SSH_FAILED, classify_ssh_failure
+from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, Piped, RemoteResult, SshTarget, command_failure
+from ovpn.remote.ssh import SSH_FAILED, PipedProcess, classify_ssh_failure
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,17 @@ class ScriptedRemote:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     released: list[tuple[str, ...]] = field(default_factory=list)
+    pipes: list[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
 
     def on(self, *words: str, reply: Answer | Sequence[Answer] = Reply()) -> ScriptedRemote:
         """Answer commands holding `words` (the first matching rule wins, so add specific rules first)."""
         answers = list(reply) if isinstance(reply, Sequence) else [reply]
         self.rules.append(Rule(tuple(words), answers))
+        return self
+
+    def on_pipe(self, *words: str, local: Sequence[str]) -> ScriptedRemote:
+        """`pipe` of a command holding `words` runs the local command `local` in its place."""
+        self.pipes.append((tuple(words), tuple(local)))
         return self
 
     def ran(self, *words: str) -> list[tuple[str, ...]]:
@@ -102,6 +109,14 @@ class ScriptedRemote:
 
     def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Iterator[str]:
         yield from self.run(argv, sudo=sudo).text.splitlines()
+
+    def pipe(self, argv: Sequence[str], *, sudo: bool = False) -> Piped:
+        command = tuple(argv)
+        self.calls.append(command)
+        local = next((local for words, local in self.pipes if Rule(words, []).matches(command)), None)
+        if local is None:
+            raise AssertionError(f"unexpected piped command on {self.target.host}: {command}")
+        return PipedProcess.start(local, command)
 
     def write_file(
         self, path: str, content: bytes, *, mode: int = 0o600, sudo: bool = True, timeout: int = 60

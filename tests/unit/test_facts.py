@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from tests.support.fake_remote import Reply, ScriptedRemote
 from tests.support.topology import BACKEND_1, RELAY_UUID
 
 from ovpn.core.names import AGENT_HEALTH_URL, RELEASE_MARKER, RUNTIME_DIR
-from ovpn.facts import agent, docker, haproxy, xray
+from ovpn.facts import agent, docker, haproxy, images, xray
 from ovpn.facts.base import gather
 from ovpn.facts.compose import Container, containers_of, logs_tail, parse_ps, services
 from ovpn.facts.haproxy import pool_states
@@ -225,3 +226,58 @@ def test_xray_config_test_reports_docker_s_error_when_the_image_cannot_run() -> 
     # Xray's own failure (its exit code, not docker's) keeps Xray's last line.
     xray_said = xray.parse_config_test(result(stderr="Failed to start: no such image in config\n", code=23))
     assert xray_said == xray.ConfigTest(False, "Failed to start: no such image in config")
+
+
+def test_host_images_from_real_docker_output() -> None:
+    found = images.parse_host_images((CAPTURED / "docker-20.10-host-images.txt").read_text())
+    prometheus = images.HostImage(
+        "ovpn-fleetlab/prometheus:bookworm-2",
+        "sha256:3ef547d24d8054333b9fbe17b8cdf77e269c9904cd0265afcdaa12effe6857f3",
+        182053370,
+    )
+    assert found == {
+        "ovpn-fleetlab/prometheus:bookworm-2": prometheus,
+        "grafana/grafana:12.4.3": None,
+        "ovpn-fleetlab/grafana-standin:2": images.HostImage(
+            "ovpn-fleetlab/grafana-standin:2",
+            "sha256:c03a318348bab141f810d46394bbf3b491dce60b8685dc4d0760ca508f190d59",
+            290592971,
+        ),
+        "prom/prometheus@sha256:" + "0" * 64: None,
+    }
+    assert prometheus.short_id == "3ef547d24d80"
+
+
+def test_host_images_that_docker_cannot_answer_for_are_unreadable_not_missing() -> None:
+    down = (CAPTURED / "docker-20.10-host-images-daemon-down.txt").read_text()
+    with pytest.raises(images.UnreadableImages, match=r"^Cannot connect to the Docker daemon at unix://"):
+        images.parse_host_images(down)
+    for garbled in (
+        "present\tx:1\tnot-an-id 12\n",
+        "present\tx:1\tsha256:ab\n",
+        "hello\n",
+        "absent\tx:1\t\n",
+    ):
+        with pytest.raises(images.UnreadableImages):
+            images.parse_host_images(garbled)
+    fact = images.host_images(["a:1", "b:2"])
+    with pytest.raises(images.UnreadableImages, match="sudo: a password is required"):
+        fact.parse(result(stderr="sudo: a password is required", code=1))
+
+
+def test_the_host_images_script_reads_each_reference_as_one_word(tmp_path: Path) -> None:
+    """The script run by a real sh against a stand-in `docker` that knows one image: a reference with shell
+    syntax stays one argument and is answered for, in order."""
+    docker = tmp_path / "docker"
+    docker.write_text(
+        '#!/bin/sh\nref=$5\nif [ "$ref" = "known:1" ]; then echo "sha256:$(printf %064d 7) 42"; exit 0; fi\n'
+        'echo "Error: No such image: $ref" >&2\nexit 1\n'
+    )
+    docker.chmod(0o755)
+    fact = images.host_images(["known:1", "x; $(id)"])
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    out = subprocess.run(list(fact.argv), capture_output=True, text=True, env=env, check=True).stdout
+    assert images.parse_host_images(out) == {
+        "known:1": images.HostImage("known:1", f"sha256:{0:063d}7", 42),
+        "x; $(id)": None,
+    }

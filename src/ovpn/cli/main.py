@@ -14,6 +14,7 @@ from ovpn.cli import (
     config_cmd,
     demo_cmd,
     fleet_cmd,
+    images_cmd,
     monitor_cmd,
     route_cmd,
     server_cmd,
@@ -73,6 +74,7 @@ cli.add_command(stats_cmd.stats)
 for command in (fleet_cmd.init, fleet_cmd.status, fleet_cmd.logs, backup_cmd.backup, backup_cmd.restore):
     server_cmd.server.add_command(command)
 server_cmd.server.add_command(monitor_cmd.monitor)
+server_cmd.server.add_command(images_cmd.images)
 
 
 def _fail(context: Context, message: str, hint: str, code: int) -> NoReturn:

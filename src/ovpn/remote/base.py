@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol
 
 from ovpn.errors import RemoteCommandFailed
 
@@ -79,11 +79,34 @@ class Remote(Protocol):
         `ready`, or its result when it exits before that (within `timeout`)."""
         ...
 
+    def pipe(self, argv: Sequence[str], *, sudo: bool = False) -> Piped:
+        """Start a command on a connection of its own with its stdin and stdout open to the caller, for data too
+        big to hold in memory (an image streamed from one host to another)."""
+        ...
+
 
 class Held(Protocol):
     """A command left running on the host (e.g. one holding a lock) until `release`."""
 
     def release(self) -> None: ...
+
+
+class Piped(Protocol):
+    """A running command whose stdin the caller writes and whose stdout it reads (raw, unbuffered files)."""
+
+    @property
+    def stdin(self) -> IO[bytes]: ...
+
+    @property
+    def stdout(self) -> IO[bytes]: ...
+
+    def finish(self, timeout: int) -> RemoteResult:
+        """Close its stdin and wait for it to end: its exit code, the rest of its stdout, and its stderr."""
+        ...
+
+    def abort(self) -> RemoteResult:
+        """End it now (the command on the host sees its input end and its output closed), and its result."""
+        ...
 
 
 def command_failure(target: SshTarget, result: RemoteResult) -> RemoteCommandFailed:

@@ -16,6 +16,7 @@ import contextlib
 import os
 import select
 import shlex
+import signal
 import stat
 import subprocess
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from ovpn.errors import HostUnreachable, OvpnError, RemoteCommandFailed
-from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, RemoteResult, SshTarget, command_failure
+from ovpn.remote.base import DEFAULT_TIMEOUT_SECONDS, Held, Piped, RemoteResult, SshTarget, command_failure
 from ovpn.remote.host_keys import RERUN_WITH_OPTION, host_key_failure, new_key_line, pinned_keys
 
 CONNECT_TIMEOUT_SECONDS = 15
@@ -228,6 +229,13 @@ class Ssh:
             )
         return result
 
+    def pipe(self, argv: Sequence[str], *, sudo: bool = False) -> Piped:
+        """Run a command on a connection of its own, its stdin and stdout open to the caller; no timeout (the
+        caller watches the stream). Killing this ssh ends the session, so `abort` leaves nothing running. Exit
+        255 in its result is ssh's own failure (see `classify_ssh_failure`)."""
+        local = [*self.base_argv(shared=False), remote_command(argv, sudo=sudo)]
+        return PipedProcess.start(local, argv, env=self.settings.env)
+
     def write_file(
         self, path: str, content: bytes, *, mode: int = 0o600, sudo: bool = True, timeout: int = 60
     ) -> None:
@@ -279,6 +287,53 @@ class _HeldProcess:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class PipedProcess:
+    """A local process carrying a command's stdin and stdout (ssh, or in tests the command itself). Unbuffered, so
+    what the caller reads with `os.read` and what `finish` collects never overlap. In a session of its own, so
+    Ctrl-C reaches ovpn alone, which then aborts the command."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], argv: Sequence[str]) -> None:
+        self.proc = proc
+        self.argv = tuple(argv)
+
+    @classmethod
+    def start(
+        cls, local: Sequence[str], argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> PipedProcess:
+        proc = subprocess.Popen(list(local), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                bufsize=0, env=dict(env) if env is not None else None, start_new_session=True)  # fmt: skip
+        return cls(proc, argv)
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def finish(self, timeout: int) -> RemoteResult:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.abort()
+            raise RemoteCommandFailed(
+                f"`{shlex.join(self.argv)}` did not finish within {timeout}s after its input ended",
+                "the host may be overloaded or the connection stalled; run `ovpn doctor` for this server",
+            ) from None
+        return RemoteResult(self.argv, self.proc.returncode, out, err)
+
+    def abort(self) -> RemoteResult:
+        """Kill its whole process group (it leads one): ssh with any ProxyCommand it started."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        out, err = self.proc.communicate()
+        return RemoteResult(self.argv, self.proc.returncode, out, err)
 
 
 def _private_folder_error(path: Path, reason: str) -> OvpnError:
