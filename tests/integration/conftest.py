@@ -2,89 +2,43 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from tests.conftest import missing_tool, tool_path
-from tests.support.tools import tools_bin_dir
+from tests.fleetlab.operator import Operator, lab_operator, lab_server_options
 
-from ovpn.render.server_bundle import Geodata
-
-
-@dataclass
-class Operator:
-    """ovpn as the operator runs it, inside the lab controller's network namespace, with its own data dir."""
-
-    lab: object
-    data_dir: Path
-    env: dict[str, str]
-
-    def argv(self, *argv: str) -> list[str]:
-        """The command line that runs ovpn inside the controller's network namespace."""
-        from tests.fleetlab.hosts import FleetLab
-
-        assert isinstance(self.lab, FleetLab)
-        ovpn = str(Path(__file__).resolve().parents[2] / ".venv/bin/ovpn")
-        return ["nsenter", f"--net=/proc/{self.lab.controller_pid}/ns/net", "--", ovpn, *argv]
-
-    def run(self, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*argv), capture_output=True, text=True, env=self.env, timeout=timeout,
-                              check=False)  # fmt: skip
-
-    def ok(self, *argv: str, timeout: float = 900) -> str:
-        result = self.run(*argv, timeout=timeout)
-        assert result.returncode == 0, f"ovpn {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
+# The fleet tests import these from here.
+__all__ = ["Operator", "lab_operator", "lab_server_options"]
+BY_HAND = "test_fleetlab_by_hand.py"
 
 
-def lab_operator(lab: object, work: Path, geodata: Geodata | None = None, **extra_env: str) -> Operator:
-    """An operator with its own data dir under `work`; with `geodata`, proxies read their preset's geodata from
-    files there (the lab has no route to the real feeds)."""
-    env = {**os.environ, "PATH": f"{os.environ['PATH']}:{tools_bin_dir()}", "OVPN_DATA_DIR": str(work / "state"),
-           **extra_env}  # fmt: skip
-    if geodata is not None:
-        (work / "geosite.dat").write_bytes(geodata.geosite)
-        (work / "geoip.dat").write_bytes(geodata.geoip)
-        env["OVPN_PROXY_GEOSITE_PATH"] = str(work / "geosite.dat")
-        env["OVPN_PROXY_GEOIP_PATH"] = str(work / "geoip.dat")
-    return Operator(lab, work / "state", env)
-
-
-def lab_server_options(lab: object) -> list[str]:
-    """`server add` options every lab server shares: SSH as the lab's sudo user, the Xray the lab built, and the
-    lab's local images (nothing is ever pulled)."""
-    from tests.fleetlab.hosts import FleetLab
-    from tests.fleetlab.images import HAPROXY_IMAGE, MONITORING_IMAGES, RUNTIME_IMAGE, XRAY_VERSION
-
-    assert isinstance(lab, FleetLab)
-    return ["--ssh-user", "ovpn", "--ssh-identity", str(lab.key), "--xray-version", XRAY_VERSION,
-            "--image", f"ovpn-agent-base={RUNTIME_IMAGE}", "--image", f"haproxy={HAPROXY_IMAGE}",
-            *[f"--image={service}={ref}" for service, ref in MONITORING_IMAGES.items()]]  # fmt: skip
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The by-hand lab's check (BY_HAND) runs `python -m tests.fleetlab`, which takes the machine's lab lock
+    itself: it must run before the module of the first test that holds that lock for the rest of the session
+    (`lab_engine`)."""
+    by_hand = [item for item in items if item.path.name == BY_HAND]
+    rest = [item for item in items if item.path.name != BY_HAND]
+    first = next(
+        (n for n, item in enumerate(rest) if "lab_engine" in getattr(item, "fixturenames", ())), len(rest)
+    )
+    while first > 0 and rest[first - 1].path == rest[first].path:
+        first -= 1
+    items[:] = rest[:first] + by_hand + rest[first:]
 
 
 @pytest.fixture(scope="session")
 def lab_engine() -> Iterator[object]:
     """The fleet lab's private Docker engine, held under the lab lock for the whole session (one lab per machine;
     every test that needs the engine or the lab goes through this fixture, never through the lock again)."""
-    for tool in ("dockerd", "debootstrap", "nsenter"):
-        if shutil.which(tool) is None:
-            missing_tool(f"{tool} is not installed; run .ci/install-tools")
-    if os.geteuid() != 0:
-        missing_tool("the fleet lab needs root (network namespaces, a private Docker engine)")
-    from tests.fleetlab.engine import start_engine
-    from tests.fleetlab.hosts import lab_lock
+    from tests.fleetlab.session import locked_engine, missing_requirement
 
-    with lab_lock():
-        engine = start_engine()
-        try:
-            yield engine
-        finally:
-            engine.stop()
+    reason = missing_requirement()
+    if reason is not None:
+        missing_tool(reason)
+    with locked_engine() as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")
@@ -94,17 +48,8 @@ def fleet_lab(
     """The fleet lab's hosts; ovpn runs in its controller's namespace, which has no route to the package index,
     so the agent's wheels are fetched first (`agent_wheels`)."""
     from tests.fleetlab.engine import Engine
-    from tests.fleetlab.hosts import start_lab, stop_lab
-    from tests.fleetlab.images import ensure_images
+    from tests.fleetlab.session import running_lab
 
     assert isinstance(lab_engine, Engine)
-    lab = None
-    try:
-        images = ensure_images(lab_engine, tool_path("xray"))
-        lab = start_lab(
-            lab_engine, ["proxy-ru", "vpn-nl", "vpn-de"], tmp_path_factory.mktemp("fleetlab"), images
-        )
+    with running_lab(lab_engine, tmp_path_factory.mktemp("fleetlab"), tool_path("xray")) as lab:
         yield lab
-    finally:
-        if lab is not None:
-            stop_lab(lab)

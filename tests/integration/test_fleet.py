@@ -32,8 +32,9 @@ import pytest
 from tests.conftest import tool_path
 from tests.fleetlab.client import vpn_client
 from tests.fleetlab.geodata import fleet_geodata
-from tests.fleetlab.hosts import INTERNET, REALITY_SERVER_NAME, REALITY_TARGET, FleetLab
+from tests.fleetlab.hosts import INTERNET, FleetLab
 from tests.fleetlab.images import MONITORING_IMAGES, RUNTIME_IMAGE
+from tests.fleetlab.operator import fleet_server_adds
 from tests.integration.conftest import Operator, lab_operator, lab_server_options
 from tests.support.fake_bot_api import read_calls
 from tests.support.topology import XRAY_KEY_PAIRS
@@ -52,15 +53,8 @@ def op(fleet_lab: FleetLab, tmp_path_factory: pytest.TempPathFactory) -> Operato
     # (tests/integration/test_fleet_users_live.py covers that).
     operator = lab_operator(fleet_lab, tmp_path_factory.mktemp("operator"), fleet_geodata(),
                             OVPN_APPLY_USER_CHANGES="no")  # fmt: skip
-    common = [*lab_server_options(fleet_lab), "--reality-server-name", REALITY_SERVER_NAME,
-              "--reality-target", REALITY_TARGET]  # fmt: skip
-    hosts = fleet_lab.hosts
-    operator.ok("server", "add", "--name", "proxy-ru", "--role", "proxy", "--proxy-preset", "ru",
-                "--host", hosts["proxy-ru"].address, "--domain", "proxy-ru.lab", *common)  # fmt: skip
-    for name in ("vpn-nl", "vpn-de"):
-        operator.ok("server", "add", "--name", name, "--role", "vpn", "--host", hosts[name].address,
-                    "--reality-private-key", XRAY_KEY_PAIRS["pool"][0], "--reality-short-id", "0123456789abcdef",
-                    *common)  # fmt: skip
+    for add in fleet_server_adds(fleet_lab):
+        operator.ok(*add)
     operator.ok("user", "add", "--username", "alice")
     return operator
 
