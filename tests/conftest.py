@@ -25,20 +25,24 @@ settings.register_profile("ovpn", deadline=None)
 settings.load_profile("ovpn")
 
 
-# Every module of tests/integration runs on one xdist worker, in its order (its tests share a lab or a stack);
-# the modules that share the fleet lab (one per machine) run on the same worker, in one group.
-FLEET_LAB_MODULES = ("test_fleet.py", "test_fleet_monitoring.py", "test_fleet_users_live.py")
+# Every module of tests/integration runs whole on one xdist worker, in its order (its tests share a lab or a stack).
+# The modules that use the fleet lab's engine (one per machine, held for a worker's whole session) share one group,
+# with the by-hand lab's check, which must run before that engine is taken.
+FLEET_LAB_FIXTURE = "lab_engine"
+BY_HAND_MODULE = "test_fleetlab_by_hand.py"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group the integration tests for `pytest -n 2 --dist loadgroup` (what ./scripts/test runs): the fleet lab's
     modules are the longest run, so they get a worker of their own while the other worker takes the rest."""
+    lab_modules = {item.path for item in items if FLEET_LAB_FIXTURE in getattr(item, "fixturenames", ())} | {
+        item.path for item in items if item.path.name == BY_HAND_MODULE
+    }
     for item in items:
-        path = item.path
-        if path.parent.name != "integration":
-            continue
-        group = "fleetlab" if path.name in FLEET_LAB_MODULES else path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+        if item.path.parent.name == "integration":
+            item.add_marker(
+                pytest.mark.xdist_group("fleetlab" if item.path in lab_modules else item.path.stem)
+            )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
