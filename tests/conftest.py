@@ -25,24 +25,36 @@ settings.register_profile("ovpn", deadline=None)
 settings.load_profile("ovpn")
 
 
-# Every module of tests/integration runs whole on one xdist worker, in its order (its tests share a lab or a stack).
-# The modules that use the fleet lab's engine (one per machine, held for a worker's whole session) share one group,
-# with the by-hand lab's check, which must run before that engine is taken.
-FLEET_LAB_FIXTURE = "lab_engine"
-BY_HAND_MODULE = "test_fleetlab_by_hand.py"
+# ./scripts/test runs pytest on two xdist workers. Every module of tests/integration runs whole on one worker, in its
+# order (its tests share a lab or a stack); the modules that use the fleet lab's engine (one per machine, held for a
+# worker's whole session) run together, the by-hand lab's check first (it must run before that engine is taken).
+# That group is the longest run: it gets a worker of its own while the other worker takes the rest.
+FLEET_LAB_MODULES = (
+    "test_fleetlab_by_hand.py",
+    "test_bot.py",
+    "test_fleet.py",
+    "test_fleet_monitoring.py",
+    "test_fleet_users_live.py",
+)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group the integration tests for `pytest -n 2 --dist loadgroup` (what ./scripts/test runs): the fleet lab's
-    modules are the longest run, so they get a worker of their own while the other worker takes the rest."""
-    lab_modules = {item.path for item in items if FLEET_LAB_FIXTURE in getattr(item, "fixturenames", ())} | {
-        item.path for item in items if item.path.name == BY_HAND_MODULE
-    }
-    for item in items:
-        if item.path.parent.name == "integration":
-            item.add_marker(
-                pytest.mark.xdist_group("fleetlab" if item.path in lab_modules else item.path.stem)
-            )
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: the fleet lab group, an integration module, or the test alone."""
+    path = nodeid.split("::", 1)[0]
+    if path.rsplit("/", 1)[-1] in FLEET_LAB_MODULES:
+        return "fleetlab"
+    return path if "/integration/" in f"/{path}" else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Units by `work_unit`, largest first (xdist's own `loadgroup` does not group under this pytest)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

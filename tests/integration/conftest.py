@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     first = next(
         (n for n, item in enumerate(rest) if "lab_engine" in getattr(item, "fixturenames", ())), len(rest)
     )
-    while first > 0 and rest[first - 1].path == rest[first].path:
+    while 0 < first < len(rest) and rest[first - 1].path == rest[first].path:
         first -= 1
     items[:] = rest[:first] + by_hand + rest[first:]
 
