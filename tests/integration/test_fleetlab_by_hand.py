@@ -38,6 +38,10 @@ def test_the_lab_by_hand_starts_over_a_killed_runs_leftovers_and_removes_itself(
     leftovers = [PREFIX + "controller", PREFIX + "vpn-nl-docker", NETWORK]
     with locked_engine() as engine:
         ensure_images(engine, xray)
+        # Exactly these leftovers: whatever an earlier killed session left goes first.
+        engine.docker("rm", "-f", "-v", *lab_names(engine), check=False)
+        engine.docker("volume", "rm", "-f", *lab_names(engine), check=False)
+        engine.docker("network", "rm", *lab_names(engine), check=False)
         engine.docker("network", "create", "--internal", NETWORK)
         engine.docker("volume", "create", PREFIX + "vpn-nl-docker")
         engine.docker("create", "--name", PREFIX + "controller", "--network", NETWORK, HOST_IMAGE)

@@ -13,6 +13,8 @@ from tests.support.fake_remote import Reply, ScriptedRemote
 
 from ovpn.ops import locks
 from ovpn.ops.locks import OperationLocked, Owner, hold_host, local_lock, operation_lock
+from ovpn.remote.base import RemoteResult, SshTarget
+from ovpn.remote.ssh import Ssh, SshSettings
 
 HOLDER = """
 import sys, time
@@ -140,3 +142,26 @@ def test_a_failing_lock_command_is_an_error_not_a_hold(tmp_path: Path) -> None:
         pass
     with local_lock(tmp_path, "vpn-nl", "deploy"):  # the local lock was given back
         pass
+
+
+def test_ssh_hold_keeps_a_command_until_released_and_a_quick_refusal_is_never_a_timeout(
+    tmp_path: Path,
+) -> None:
+    """`Ssh.hold` through an `ssh` that runs the remote command here: a command that says it is ready stays
+    running until released; one that exits at once (a busy lock, 75) comes back as its result every time, even
+    when its output ends before the process is reaped."""
+    fake = tmp_path / "ssh"
+    fake.write_text('#!/bin/sh\nfor last; do :; done\nexec sh -c "$last"\n')
+    fake.chmod(0o755)
+    settings = SshSettings(known_hosts=tmp_path / "known_hosts", control_dir=tmp_path / "control",
+                           ssh_binary=str(fake))  # fmt: skip
+    with Ssh(SshTarget("vpn-nl.test"), settings) as ssh:
+        marker = tmp_path / "released"
+        held = ssh.hold(["sh", "-c", f"echo locked; cat > /dev/null; touch {marker}"], ready="locked")
+        assert not isinstance(held, RemoteResult)
+        assert not marker.exists()
+        held.release()
+        assert marker.exists()
+        for _ in range(30):
+            refused = ssh.hold(["sh", "-c", "exit 75"], ready="locked", timeout=30)
+            assert isinstance(refused, RemoteResult) and refused.returncode == locks.BUSY_EXIT

@@ -210,12 +210,12 @@ class Ssh:
         proc = subprocess.Popen(local, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(self.settings.env), start_new_session=True)  # fmt: skip
         assert proc.stdout is not None and proc.stderr is not None
-        first, seen = _first_line(proc.stdout, timeout)
+        first, seen, ended = _first_line(proc.stdout, timeout)
         if pinned_before is not None:
             self._announce_new_keys(pinned_before, connected=first is not None)
         if first == ready:
             return _HeldProcess(proc)
-        if first is None and proc.poll() is None:
+        if first is None and not ended:
             _HeldProcess(proc).release()
             raise RemoteCommandFailed(
                 f"`{shlex.join(argv)}` on {self.target.host} did not answer within {timeout}s",
@@ -254,21 +254,21 @@ class Ssh:
         )
 
 
-def _first_line(stream: IO[bytes], timeout: float) -> tuple[str | None, bytes]:
-    """The first whole line a process prints (None when it prints none within `timeout` or ends first), and
-    everything read on the way."""
+def _first_line(stream: IO[bytes], timeout: float) -> tuple[str | None, bytes, bool]:
+    """The first whole line a process prints (None when it prints none within `timeout` or ends first),
+    everything read on the way, and whether its output ended (False: the wait timed out)."""
     deadline = time.monotonic() + timeout
     buffer = b""
     fd = stream.fileno()
     while b"\n" not in buffer:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return None, buffer
+            return None, buffer, False
         chunk = os.read(fd, 4096)
         if not chunk:
-            return None, buffer
+            return None, buffer, True
         buffer += chunk
-    return buffer.split(b"\n", 1)[0].decode(errors="replace"), buffer
+    return buffer.split(b"\n", 1)[0].decode(errors="replace"), buffer, False
 
 
 class _HeldProcess:
